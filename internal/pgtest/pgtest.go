@@ -1,0 +1,219 @@
+// Package pgtest gives each test its own database on the real PostgreSQL server, cloned from a
+// migrated template, so tests run in parallel without sharing rows and never mock the database.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/migrations"
+)
+
+// DefaultURL is the machine's PostgreSQL when TEST_DATABASE_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// BaseURL is the server tests create their databases on.
+func BaseURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// Flavor picks what a fresh database holds before the worker's migrations.
+type Flavor string
+
+const (
+	Plain    Flavor = "plain"    // an empty database
+	Supabase Flavor = "supabase" // Supabase's roles and auth.uid() (testdata/supabase-auth.sql)
+)
+
+// Testdata returns the contents of testdata/<name> at the module root.
+func Testdata(t testing.TB, name string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "testdata", name))
+	if err != nil {
+		t.Fatalf("read testdata: %v", err)
+	}
+	return string(b)
+}
+
+func adminConn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, BaseURL())
+	if err != nil {
+		t.Fatalf("tests need PostgreSQL at %s (set TEST_DATABASE_URL, or run `make test`, which starts one): %v", store.Describe(BaseURL()), err)
+	}
+	return c
+}
+
+// urlFor returns BaseURL with its database replaced by name.
+func urlFor(t testing.TB, name string) string {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(BaseURL())
+	if err != nil {
+		t.Fatalf("parse TEST_DATABASE_URL: %v", err)
+	}
+	u := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	if cfg.Password != "" {
+		u = fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Password, cfg.Host, cfg.Port, name)
+	}
+	return u
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// EmptyDB creates a fresh database holding what flavor says, without the worker's migrations,
+// and drops it when the test ends. It returns the database's URL.
+func EmptyDB(t testing.TB, flavor Flavor) string {
+	t.Helper()
+	ctx := context.Background()
+	admin := adminConn(t)
+	defer admin.Close(ctx)
+	name := randomName("usagesync_t_")
+	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	dsn := urlFor(t, name)
+	t.Cleanup(func() { dropDB(t, name) })
+	if flavor == Supabase {
+		Exec(t, dsn, Testdata(t, "supabase-auth.sql"))
+	}
+	return dsn
+}
+
+// Exec runs sql (several statements allowed) on the database at dsn.
+func Exec(t testing.TB, dsn, sql string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, sql); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+}
+
+// MigratedDB returns the URL of a fresh, fully migrated database of the given flavor, cloned
+// from a template built once per schema version (shared by every test process).
+func MigratedDB(t testing.TB, flavor Flavor) string {
+	t.Helper()
+	ctx := context.Background()
+	tmpl := ensureTemplate(t, flavor)
+	admin := adminConn(t)
+	defer admin.Close(ctx)
+	name := randomName("usagesync_t_")
+	if _, err := admin.Exec(ctx, fmt.Sprintf("create database %s template %s strategy file_copy", name, tmpl)); err != nil {
+		t.Fatalf("clone template %s: %v", tmpl, err)
+	}
+	t.Cleanup(func() { dropDB(t, name) })
+	return urlFor(t, name)
+}
+
+// Open returns a store on a fresh migrated database, closed when the test ends.
+func Open(t testing.TB, flavor Flavor) (*store.Store, string) {
+	t.Helper()
+	dsn := MigratedDB(t, flavor)
+	st, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 10})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(st.Close)
+	return st, dsn
+}
+
+func dropDB(t testing.TB, name string) {
+	ctx := context.Background()
+	admin := adminConn(t)
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "drop database if exists "+name+" with (force)"); err != nil {
+		t.Logf("drop test database %s: %v", name, err)
+	}
+}
+
+// ensureTemplate builds usagesync_tmpl_<flavor>_<hash of the migrations> unless it exists.
+// A session advisory lock on the admin connection keeps parallel test processes from building
+// the same template twice.
+func ensureTemplate(t testing.TB, flavor Flavor) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("usagesync_tmpl_%s_%s", flavor, templateHash(t, flavor))
+	admin := adminConn(t)
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `select pg_advisory_lock(7531)`); err != nil {
+		t.Fatalf("lock: %v", err)
+	}
+	defer func() { _, _ = admin.Exec(ctx, `select pg_advisory_unlock(7531)`) }()
+	var exists bool
+	if err := admin.QueryRow(ctx, `select exists (select 1 from pg_database where datname = $1)`, name).Scan(&exists); err != nil {
+		t.Fatalf("look up template: %v", err)
+	}
+	if exists {
+		return name
+	}
+	building := name + "_wip"
+	_, _ = admin.Exec(ctx, "drop database if exists "+building+" with (force)")
+	if _, err := admin.Exec(ctx, "create database "+building); err != nil {
+		t.Fatalf("create template: %v", err)
+	}
+	dsn := urlFor(t, building)
+	if flavor == Supabase {
+		Exec(t, dsn, Testdata(t, "supabase-auth.sql"))
+	}
+	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatalf("open template: %v", err)
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		st.Close()
+		t.Fatalf("migrate template: %v", err)
+	}
+	st.Close()
+	if _, err := admin.Exec(ctx, fmt.Sprintf("alter database %s rename to %s", building, name)); err != nil {
+		t.Fatalf("rename template: %v", err)
+	}
+	return name
+}
+
+// templateHash changes whenever what a template holds would change.
+func templateHash(t testing.TB, flavor Flavor) string {
+	h := sha256.New()
+	if flavor == Supabase {
+		h.Write([]byte(Testdata(t, "supabase-auth.sql")))
+	}
+	err := fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(migrations.FS, path)
+		h.Write([]byte(path))
+		h.Write(b)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("hash migrations: %v", err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:10]
+}

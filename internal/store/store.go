@@ -1,0 +1,149 @@
+// Package store is the worker's only door to PostgreSQL: every SQL statement it runs lives here.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+)
+
+// Options size and shape the connection pool.
+type Options struct {
+	// MaxConns bounds the pool; the syncer needs one per concurrent user plus one for claims.
+	MaxConns int32
+	// PoolMode is "session", "transaction" or "auto" (transaction on port 6543, Supabase's
+	// transaction pooler). In transaction mode no statement is prepared or cached, because a
+	// pooler hands each transaction a different server connection.
+	PoolMode string
+	Logger   *zap.Logger
+}
+
+// Store wraps a pgx pool.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *zap.Logger
+	mode string
+}
+
+// Open parses dsn, builds the pool and pings the database, so a wrong URL fails at start-up
+// rather than on the first cycle. Errors never contain the password.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %s", redactErr(err, dsn))
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	mode := ResolvePoolMode(opts.PoolMode, cfg.ConnConfig.Port)
+	if mode == "transaction" {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		cfg.ConnConfig.StatementCacheCapacity = 0
+		cfg.ConnConfig.DescriptionCacheCapacity = 0
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %s", Describe(dsn), redactErr(err, dsn))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database %s: %s", Describe(dsn), redactErr(err, dsn))
+	}
+	return &Store{pool: pool, log: log, mode: mode}, nil
+}
+
+// ResolvePoolMode turns "auto" into "session" or "transaction".
+func ResolvePoolMode(mode string, port uint16) string {
+	switch mode {
+	case "session", "transaction":
+		return mode
+	}
+	if port == 6543 {
+		return "transaction"
+	}
+	return "session"
+}
+
+// PoolMode is the mode in force ("session" or "transaction").
+func (s *Store) PoolMode() string { return s.mode }
+
+// Pool exposes the pool to tests and benchmarks in this module.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Describe names a database for messages: user@host:port/db, never the password.
+func Describe(dsn string) string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "(unparsable DATABASE_URL)"
+	}
+	return fmt.Sprintf("%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
+
+// redactErr renders err with any password from dsn blanked out; pgx errors can quote the DSN.
+func redactErr(err error, dsn string) string {
+	msg := err.Error()
+	for _, secret := range passwords(dsn) {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "xxxxx")
+		}
+	}
+	return msg
+}
+
+func passwords(dsn string) []string {
+	var out []string
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+	}
+	if cfg, err := pgconn.ParseConfig(dsn); err == nil && cfg.Password != "" {
+		out = append(out, cfg.Password)
+	}
+	return out
+}
+
+// inTx runs fn in a transaction, committing on nil and rolling back otherwise.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// IsUnavailable reports whether err means the database could not be reached, as opposed to a
+// statement that failed; the syncer uses it to tell "the cycle cannot run" from a user's failure.
+func IsUnavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P01..03: admin shutdown, crash shutdown, cannot connect now.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return pgconn.SafeToRetry(err)
+}
