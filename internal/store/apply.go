@@ -1,0 +1,318 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// KeyRow mirrors one key of the upstream's lifetime listing.
+type KeyRow struct {
+	ID, Name, Purpose, Integration string
+	IsActive                       bool
+	CreatedAt, LastUsedAt          *time.Time
+	TotalRequests                  *int64 // nil: the upstream did not say; the stored value stays
+}
+
+// UsageRow is one key's requests in one UTC day.
+type UsageRow struct {
+	KeyID, Purpose string
+	Day            time.Time // UTC midnight
+	Count          int64
+}
+
+// KeyDay names a (key, day) row.
+type KeyDay struct {
+	KeyID string
+	Day   time.Time
+}
+
+// PurposeRow is a user's requests for one purpose in one UTC day, as the per-purpose totals say.
+type PurposeRow struct {
+	Purpose string
+	Day     time.Time
+	Count   int64
+}
+
+// TaskRow is a task as the dashboard's history shows it.
+type TaskRow struct {
+	ID, Status, Source, WebhookURL                      string
+	Emails, Valid, Invalid, Catchall, Unknown, Billable int64
+	Progress                                            *float64
+	CreatedAt                                           time.Time
+	UpdatedAt, StartedAt, FinishedAt                    *time.Time
+	Finished                                            bool // FinishedAt nil + Finished: first seen finished now
+}
+
+// UserSync is everything one sync of one user writes, applied atomically by Apply.
+type UserSync struct {
+	RunID          string
+	Keys           []KeyRow // the complete lifetime listing: listed keys absent from it are revoked
+	Usage          []UsageRow
+	ZeroUsage      []KeyDay // rows known to be 0 now (key unused since before the day)
+	PurposeUsage   []PurposeRow
+	Tasks          []TaskRow
+	Charges        []Charge
+	Shadow         bool
+	SettledThrough *time.Time
+	BlockedKeys    map[string]string // key id → why its charges are halted; non-empty → degraded
+}
+
+// Applied counts what Apply changed; rows left as they were are not counted.
+type Applied struct {
+	KeysWritten, KeysRevoked, UsageWritten, PurposeWritten, TasksWritten int64
+	Charge                                                               ChargeResult
+	Status                                                               string
+}
+
+// Apply writes one user's sync in one transaction, after checking the lease is still this
+// worker's: either all of it lands with the new sync_state, or none of it does.
+func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, error) {
+	var out Applied
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		out = Applied{}
+		var token int64
+		err := tx.QueryRow(ctx, `select lease_token from sync_state where user_id = $1 and lease_token = $2 for update`,
+			l.UserID, l.Token).Scan(&token)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrLeaseLost
+		}
+		if err != nil {
+			return fmt.Errorf("check lease: %w", err)
+		}
+		if out.KeysWritten, out.KeysRevoked, err = upsertKeys(ctx, tx, l.UserID, u.Keys); err != nil {
+			return err
+		}
+		if out.UsageWritten, err = upsertUsage(ctx, tx, l.UserID, u.Usage, u.ZeroUsage); err != nil {
+			return err
+		}
+		if out.PurposeWritten, err = upsertPurposeUsage(ctx, tx, l.UserID, u.PurposeUsage); err != nil {
+			return err
+		}
+		if out.TasksWritten, err = upsertTasks(ctx, tx, l.UserID, u.Tasks); err != nil {
+			return err
+		}
+		if out.Charge, err = chargeTx(ctx, tx, u.Charges, u.Shadow); err != nil {
+			return err
+		}
+		out.Status = "ok"
+		lastError := ""
+		blocked := u.BlockedKeys
+		if blocked == nil {
+			blocked = map[string]string{}
+		}
+		if len(blocked) > 0 {
+			out.Status = "degraded"
+			lastError = fmt.Sprintf("charging halted for %d key(s): %s", len(blocked), firstReason(blocked))
+		}
+		bj, err := json.Marshal(blocked)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			update sync_state set status = $3, last_attempt_at = now(), last_success_at = now(),
+			       last_error = nullif($4, ''), last_error_kind = case when $4 = '' then null else 'degraded' end,
+			       consecutive_failures = 0, next_attempt_at = now(),
+			       settled_through = coalesce($5::timestamptz::date, settled_through), blocked_keys = $6,
+			       last_run_id = $7, lease_owner = null, lease_expires_at = null, updated_at = now()
+			where user_id = $1 and lease_token = $2`,
+			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID)
+		if err != nil {
+			return fmt.Errorf("record success: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Applied{}, fmt.Errorf("apply sync of %s: %w", l.UserID, err)
+	}
+	return out, nil
+}
+
+func firstReason(m map[string]string) string {
+	best := ""
+	for k := range m {
+		if best == "" || k < best {
+			best = k
+		}
+	}
+	return "key " + best + ": " + m[best]
+}
+
+func upsertKeys(ctx context.Context, tx pgx.Tx, user string, keys []KeyRow) (written, revoked int64, err error) {
+	keys = dedupe(keys, func(k KeyRow) string { return k.ID })
+	n := len(keys)
+	ids, names, purposes, integrations := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	active := make([]bool, n)
+	created, used := make([]*time.Time, n), make([]*time.Time, n)
+	totals := make([]*int64, n)
+	for i, k := range keys {
+		ids[i], names[i], purposes[i], integrations[i] = k.ID, k.Name, k.Purpose, k.Integration
+		active[i], created[i], used[i], totals[i] = k.IsActive, k.CreatedAt, k.LastUsedAt, k.TotalRequests
+	}
+	tag, err := tx.Exec(ctx, `
+		insert into api_keys as a (id, user_id, name, purpose, integration, is_active, created_at, last_used_at, total_requests, revoked_at, synced_at)
+		select id, $1, nullif(name, ''), nullif(purpose, ''), nullif(integration, ''), active, created, used, total, null, now()
+		from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::timestamptz[], $9::bigint[])
+		     as k(id, name, purpose, integration, active, created, used, total)
+		on conflict (id) do update set
+			name = excluded.name, purpose = excluded.purpose, integration = excluded.integration,
+			is_active = excluded.is_active, created_at = coalesce(excluded.created_at, a.created_at),
+			last_used_at = coalesce(excluded.last_used_at, a.last_used_at),
+			total_requests = coalesce(excluded.total_requests, a.total_requests),
+			revoked_at = null, synced_at = now()
+		where a.user_id = excluded.user_id
+		  and (a.name, a.purpose, a.integration, a.is_active, a.created_at, a.last_used_at, a.total_requests, a.revoked_at)
+		      is distinct from
+		      (excluded.name, excluded.purpose, excluded.integration, excluded.is_active,
+		       coalesce(excluded.created_at, a.created_at), coalesce(excluded.last_used_at, a.last_used_at),
+		       coalesce(excluded.total_requests, a.total_requests), null::timestamptz)`,
+		user, ids, names, purposes, integrations, active, created, used, totals)
+	if err != nil {
+		return 0, 0, fmt.Errorf("upsert api keys: %w", err)
+	}
+	written = tag.RowsAffected()
+	tag, err = tx.Exec(ctx, `
+		update api_keys set revoked_at = now(), is_active = false, synced_at = now()
+		where user_id = $1 and revoked_at is null and id <> all($2::text[])`, user, ids)
+	if err != nil {
+		return 0, 0, fmt.Errorf("revoke vanished api keys: %w", err)
+	}
+	return written, tag.RowsAffected(), nil
+}
+
+func upsertUsage(ctx context.Context, tx pgx.Tx, user string, rows []UsageRow, zero []KeyDay) (int64, error) {
+	rows = dedupe(rows, func(r UsageRow) string { return r.KeyID + "|" + r.Day.UTC().Format(time.DateOnly) })
+	n := len(rows)
+	keys, purposes := make([]string, n), make([]string, n)
+	days := make([]time.Time, n)
+	counts := make([]int64, n)
+	for i, r := range rows {
+		keys[i], purposes[i], days[i], counts[i] = r.KeyID, r.Purpose, r.Day.UTC(), r.Count
+	}
+	tag, err := tx.Exec(ctx, `
+		insert into api_usage as u (user_id, api_key_id, purpose, count, period_start, period_end, origin, synced_at)
+		select $1, k, nullif(p, ''), c, d, d + interval '1 day', 'usage-sync', now()
+		from unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[]) as r(k, p, c, d)
+		on conflict (api_key_id, period_start) where origin = 'usage-sync' and api_key_id is not null
+		do update set count = excluded.count, purpose = excluded.purpose, synced_at = now()
+		where u.user_id = excluded.user_id
+		  and (u.count, u.purpose) is distinct from (excluded.count, excluded.purpose)`,
+		user, keys, purposes, counts, days)
+	if err != nil {
+		return 0, fmt.Errorf("upsert api usage: %w", err)
+	}
+	written := tag.RowsAffected()
+	if len(zero) == 0 {
+		return written, nil
+	}
+	zk, zd := make([]string, len(zero)), make([]time.Time, len(zero))
+	for i, z := range zero {
+		zk[i], zd[i] = z.KeyID, z.Day.UTC()
+	}
+	tag, err = tx.Exec(ctx, `
+		update api_usage u set count = 0, synced_at = now()
+		from unnest($2::text[], $3::timestamptz[]) as z(k, d)
+		where u.origin = 'usage-sync' and u.user_id = $1 and u.api_key_id = z.k and u.period_start = z.d and u.count <> 0`,
+		user, zk, zd)
+	if err != nil {
+		return 0, fmt.Errorf("zero api usage of unused keys: %w", err)
+	}
+	return written + tag.RowsAffected(), nil
+}
+
+func upsertPurposeUsage(ctx context.Context, tx pgx.Tx, user string, rows []PurposeRow) (int64, error) {
+	rows = dedupe(rows, func(r PurposeRow) string { return r.Purpose + "|" + r.Day.UTC().Format(time.DateOnly) })
+	n := len(rows)
+	purposes, days, counts := make([]string, n), make([]time.Time, n), make([]int64, n)
+	for i, r := range rows {
+		purposes[i], days[i], counts[i] = r.Purpose, r.Day.UTC(), r.Count
+	}
+	tag, err := tx.Exec(ctx, `
+		insert into api_usage as u (user_id, api_key_id, purpose, count, period_start, period_end, origin, synced_at)
+		select $1, null, p, c, d, d + interval '1 day', 'usage-sync', now()
+		from unnest($2::text[], $3::bigint[], $4::timestamptz[]) as r(p, c, d)
+		on conflict (user_id, purpose, period_start) where origin = 'usage-sync' and api_key_id is null
+		do update set count = excluded.count, synced_at = now()
+		where u.count is distinct from excluded.count`,
+		user, purposes, counts, days)
+	if err != nil {
+		return 0, fmt.Errorf("upsert per-purpose usage: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// upsertTasks writes a task only when one of its mirrored columns changed. finished_at is the
+// upstream's when given, else kept from an earlier sync, else now (first seen finished).
+func upsertTasks(ctx context.Context, tx pgx.Tx, user string, tasks []TaskRow) (int64, error) {
+	tasks = dedupe(tasks, func(t TaskRow) string { return t.ID })
+	n := len(tasks)
+	ids, statuses, sources, hooks := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	emails, valid, invalid, catchall, unknown, billable := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	progress := make([]*float64, n)
+	created := make([]time.Time, n)
+	updated, started, finishedAt := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+	finished := make([]bool, n)
+	for i, t := range tasks {
+		ids[i], statuses[i], sources[i], hooks[i] = t.ID, t.Status, t.Source, t.WebhookURL
+		emails[i], valid[i], invalid[i], catchall[i], unknown[i], billable[i] = t.Emails, t.Valid, t.Invalid, t.Catchall, t.Unknown, t.Billable
+		progress[i], created[i], updated[i], started[i], finishedAt[i], finished[i] = t.Progress, t.CreatedAt, t.UpdatedAt, t.StartedAt, t.FinishedAt, t.Finished
+	}
+	tag, err := tx.Exec(ctx, `
+		with input as (
+			select * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],
+			                     $9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::timestamptz[],
+			                     $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bool[])
+			  as i(id, status, source, hook, emails, valid, invalid, catchall, unknown, billable, progress, created,
+			       updated, started, finished_at, finished)
+		)
+		insert into tasks as t (task_id, user_id, status, email_count, valid_count, invalid_count, catchall_count,
+		                        unknown_count, billable_count, progress, source, webhook_url, created_at, updated_at,
+		                        started_at, finished_at, synced_at)
+		select i.id, $1, i.status, i.emails, i.valid, i.invalid, i.catchall, i.unknown, i.billable, i.progress,
+		       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
+		       case when i.finished then coalesce(i.finished_at, old.finished_at, now()) end, now()
+		from input i left join tasks old on old.task_id = i.id
+		on conflict (task_id) do update set
+			status = excluded.status, email_count = excluded.email_count, valid_count = excluded.valid_count,
+			invalid_count = excluded.invalid_count, catchall_count = excluded.catchall_count,
+			unknown_count = excluded.unknown_count, billable_count = excluded.billable_count,
+			progress = excluded.progress, source = excluded.source, webhook_url = excluded.webhook_url,
+			created_at = excluded.created_at, updated_at = excluded.updated_at, started_at = excluded.started_at,
+			finished_at = excluded.finished_at, synced_at = now()
+		where t.user_id = excluded.user_id
+		  and (t.status, t.email_count, t.valid_count, t.invalid_count, t.catchall_count, t.unknown_count,
+		       t.billable_count, t.progress, t.source, t.webhook_url, t.created_at, t.updated_at, t.started_at,
+		       t.finished_at)
+		      is distinct from
+		      (excluded.status, excluded.email_count, excluded.valid_count, excluded.invalid_count,
+		       excluded.catchall_count, excluded.unknown_count, excluded.billable_count, excluded.progress,
+		       excluded.source, excluded.webhook_url, excluded.created_at, excluded.updated_at,
+		       excluded.started_at, excluded.finished_at)`,
+		user, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
+		updated, started, finishedAt, finished)
+	if err != nil {
+		return 0, fmt.Errorf("upsert tasks: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// dedupe keeps the last of each key: ON CONFLICT DO UPDATE refuses one statement that touches
+// the same row twice, and the upstream's listings may repeat an entry.
+func dedupe[T any](in []T, key func(T) string) []T {
+	idx := make(map[string]int, len(in))
+	out := make([]T, 0, len(in))
+	for _, v := range in {
+		k := key(v)
+		if i, ok := idx[k]; ok {
+			out[i] = v
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, v)
+	}
+	return out
+}

@@ -1,0 +1,13 @@
+package syncer
+
+import "context"
+
+// Hooks are injection points for fault tests: a test makes a sync stop where a crash could.
+type Hooks struct {
+	// BeforeApply runs after every upstream read of a user and before its write transaction; an
+	// error aborts the user's sync as a crash there would.
+	BeforeApply func(ctx context.Context, userID string) error
+}
+
+// SetHooks installs test hooks; production code never calls it.
+func (s *Syncer) SetHooks(h *Hooks) { s.hooks = h }

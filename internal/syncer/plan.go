@@ -1,0 +1,200 @@
+package syncer
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/internal/upstream"
+)
+
+const day = 24 * time.Hour
+
+func startOfDay(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// passDays lists the UTC days a sync re-reads: every unsettled day from the day CHARGE_FROM falls
+// in, at most maxBackfill days before today, through today.
+func passDays(now, chargeFrom time.Time, settledThrough *time.Time, maxBackfill int) []time.Time {
+	today := startOfDay(now)
+	first := startOfDay(chargeFrom)
+	if settledThrough != nil && settledThrough.After(first) {
+		first = startOfDay(*settledThrough)
+	}
+	if floor := today.AddDate(0, 0, -maxBackfill); first.Before(floor) {
+		first = floor
+	}
+	var days []time.Time
+	for d := first; !d.After(today); d = d.AddDate(0, 0, 1) {
+		days = append(days, d)
+	}
+	return days
+}
+
+type planInput struct {
+	userID, runID   string
+	now, chargeFrom time.Time
+	settleLag       time.Duration
+	settled         *time.Time
+	windows         []window
+	lifetime        upstream.KeyList
+	tasks           []upstream.Task
+	settledTotals   map[string]int64
+	shadow          bool
+}
+
+// buildPlan turns what one sync read into what it writes. It is pure, so every rule of
+// DESIGN.md's Semantics section can be tested without a database or an upstream.
+func buildPlan(in planInput) *store.UserSync {
+	u := &store.UserSync{RunID: in.runID, Shadow: in.shadow, BlockedKeys: map[string]string{}}
+
+	lifetime := map[string]upstream.Key{}
+	for _, k := range in.lifetime.Keys {
+		lifetime[k.ID] = k
+		u.Keys = append(u.Keys, store.KeyRow{
+			ID: k.ID, Name: k.Name, Purpose: k.Purpose, Integration: upstream.Integration(k.Purpose),
+			IsActive: k.IsActive == nil || *k.IsActive, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt,
+			TotalRequests: k.TotalRequests,
+		})
+	}
+
+	// Per-key day rows, and the sums the guard needs.
+	windowSum := map[string]int64{}
+	for k, v := range in.settledTotals {
+		windowSum[k] = v
+	}
+	cfDay := startOfDay(in.chargeFrom)
+	for _, w := range in.windows {
+		listed := map[string]bool{}
+		for _, k := range w.keys.Keys {
+			if k.TotalRequests == nil {
+				continue // "unknown" is not zero: the stored row stays
+			}
+			listed[k.ID] = true
+			purpose := k.Purpose
+			if lk, ok := lifetime[k.ID]; ok && lk.Purpose != "" {
+				purpose = lk.Purpose
+			}
+			u.Usage = append(u.Usage, store.UsageRow{KeyID: k.ID, Purpose: purpose, Day: w.day, Count: *k.TotalRequests})
+			windowSum[k.ID] += *k.TotalRequests
+			if lk, ok := lifetime[k.ID]; ok && lk.TotalRequests != nil && *k.TotalRequests > *lk.TotalRequests {
+				u.BlockedKeys[k.ID] = fmt.Sprintf("window %s reports %d requests, more than the key's lifetime total %d: the upstream's from/to totals are not range-scoped",
+					w.day.Format(time.DateOnly), *k.TotalRequests, *lk.TotalRequests)
+			}
+		}
+		// A key missing from a day's listing had no requests that day only if it was last used
+		// before the day began; otherwise its absence says nothing.
+		for _, k := range in.lifetime.Keys {
+			if listed[k.ID] {
+				continue
+			}
+			if k.LastUsedAt == nil || k.LastUsedAt.Before(w.day) {
+				u.ZeroUsage = append(u.ZeroUsage, store.KeyDay{KeyID: k.ID, Day: w.day})
+			}
+		}
+		for purpose, n := range w.purposes.RequestsByPurpose {
+			u.PurposeUsage = append(u.PurposeUsage, store.PurposeRow{Purpose: purpose, Day: w.day, Count: n})
+		}
+	}
+	for id, sum := range windowSum {
+		lk, ok := lifetime[id]
+		if !ok || lk.TotalRequests == nil {
+			continue
+		}
+		if _, already := u.BlockedKeys[id]; !already && sum > *lk.TotalRequests {
+			u.BlockedKeys[id] = fmt.Sprintf("its day windows add up to %d requests, more than its lifetime total %d: the upstream's from/to totals are not range-scoped",
+				sum, *lk.TotalRequests)
+		}
+	}
+
+	// Key charges: the chargeable total of each (key, day) window from CHARGE_FROM's day on.
+	for _, w := range in.windows {
+		if w.day.Before(cfDay) {
+			continue
+		}
+		src := w.keys
+		if w.partial != nil {
+			src = *w.partial
+		}
+		for _, k := range src.Keys {
+			if k.TotalRequests == nil || *k.TotalRequests <= 0 {
+				continue
+			}
+			if _, blocked := u.BlockedKeys[k.ID]; blocked {
+				continue
+			}
+			lk, ok := lifetime[k.ID]
+			if !ok || lk.TotalRequests == nil {
+				// Revoked between the window and the lifetime listing: it cannot be checked, so
+				// it is not charged (DESIGN.md: charged keys are those still listed).
+				continue
+			}
+			d := w.day.Format(time.DateOnly)
+			u.Charges = append(u.Charges, store.Charge{
+				UserID: in.userID, Family: store.FamilyKey, Subject: k.ID + "/" + d, Total: *k.TotalRequests,
+				Meta: map[string]any{"key_id": k.ID, "day": d, "partial_from": partialFrom(w, in.chargeFrom)},
+			})
+		}
+	}
+
+	// Tasks.
+	for _, t := range in.tasks {
+		row := taskRow(t)
+		u.Tasks = append(u.Tasks, row)
+		if row.Finished && !row.CreatedAt.Before(in.chargeFrom) && row.Billable > 0 {
+			u.Charges = append(u.Charges, store.Charge{
+				UserID: in.userID, Family: store.FamilyTask, Subject: t.ID, Total: row.Billable,
+				Meta: map[string]any{"task_id": t.ID, "emails": row.Emails},
+			})
+		}
+	}
+
+	// A day is settled once it has been read at or after its end plus the settle lag.
+	var settled *time.Time
+	for _, w := range in.windows {
+		if in.now.Before(w.day.Add(day + in.settleLag)) {
+			break
+		}
+		next := w.day.Add(day)
+		settled = &next
+	}
+	if settled == nil {
+		settled = in.settled
+	}
+	u.SettledThrough = settled
+	return u
+}
+
+func partialFrom(w window, chargeFrom time.Time) any {
+	if w.partial == nil {
+		return nil
+	}
+	return chargeFrom.UTC().Format(time.RFC3339Nano)
+}
+
+func taskRow(t upstream.Task) store.TaskRow {
+	c := t.Counts()
+	created := time.Time{}
+	if t.CreatedAt != nil {
+		created = t.CreatedAt.UTC()
+	}
+	return store.TaskRow{
+		ID: t.ID, Status: t.Status(), Source: t.Source, WebhookURL: t.WebhookURL,
+		Emails: c.Emails, Valid: c.Valid, Invalid: c.Invalid, Catchall: c.Catchall, Unknown: c.Unknown,
+		Billable: t.Billable(), Progress: progress(t), CreatedAt: created, UpdatedAt: t.UpdatedAt,
+		StartedAt: t.StartedAt, FinishedAt: t.ReportedFinishedAt(), Finished: t.Finished(),
+	}
+}
+
+func progress(t upstream.Task) *float64 {
+	if t.Metrics.Progress != nil {
+		return t.Metrics.Progress
+	}
+	if t.Metrics.ProgressPercent != nil {
+		p := *t.Metrics.ProgressPercent / 100
+		return &p
+	}
+	return nil
+}

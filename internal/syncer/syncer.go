@@ -1,0 +1,337 @@
+// Package syncer runs sync cycles: it claims due users, reads their usage and tasks from the
+// upstream, and hands each user's complete result to the store to apply atomically.
+package syncer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/usage-sync/usage-sync/internal/logging"
+	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/internal/upstream"
+)
+
+// Upstream is what the syncer reads; *upstream.Client implements it.
+type Upstream interface {
+	ListKeys(ctx context.Context, userID string, from, to *time.Time) (upstream.KeyList, error)
+	APIUsage(ctx context.Context, userID string, from, to *time.Time) (upstream.UsageMetrics, error)
+	ListTasks(ctx context.Context, userID string, q upstream.TaskQuery) (upstream.TaskPage, error)
+}
+
+// Options tune a Syncer; zero values take the defaults DESIGN.md gives.
+type Options struct {
+	Concurrency        int
+	LeaseTTL           time.Duration
+	UserTimeout        time.Duration
+	SettleLag          time.Duration
+	TaskOverlap        time.Duration
+	RevisionWindow     time.Duration
+	FailureBackoffBase time.Duration
+	FailureBackoffMax  time.Duration
+	MaxBackfillDays    int
+	ChargeEnabled      bool
+	ChargeFrom         *time.Time // nil → each user's enrolment
+	WorkerID           string
+	Now                func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	def(&o.LeaseTTL, 2*time.Minute)
+	def(&o.UserTimeout, 10*time.Minute)
+	def(&o.SettleLag, 2*time.Hour)
+	def(&o.TaskOverlap, 10*time.Minute)
+	def(&o.RevisionWindow, 24*time.Hour)
+	def(&o.FailureBackoffBase, time.Minute)
+	def(&o.FailureBackoffMax, time.Hour)
+	if o.MaxBackfillDays <= 0 {
+		o.MaxBackfillDays = 7
+	}
+	if o.WorkerID == "" {
+		o.WorkerID = "worker-" + newID()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Syncer runs cycles. It is safe to call RunCycle from several goroutines (or replicas): users
+// are claimed through leases in the database.
+type Syncer struct {
+	st   *store.Store
+	up   Upstream
+	log  *zap.Logger
+	opts Options
+	// hooks lets tests stop a sync at a chosen point (see hooks.go); nil in production.
+	hooks *Hooks
+}
+
+// New builds a Syncer.
+func New(st *store.Store, up Upstream, log *zap.Logger, opts Options) *Syncer {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults()}
+}
+
+// CycleOptions select the users of one cycle.
+type CycleOptions struct {
+	All     bool   // include users backing off after failures
+	UserID  string // only this user, ignoring its backoff
+	Trigger string // "schedule" | "once", for the logs
+}
+
+// UserFailure is one user's failed sync in a Summary.
+type UserFailure struct {
+	UserID, Error string
+}
+
+// Summary is what a cycle did.
+type Summary struct {
+	RunID                                             string
+	Due, Synced, Degraded, Failed, Skipped, Abandoned int
+	Duration                                          time.Duration
+	Failures                                          []UserFailure
+}
+
+// OK reports whether every user the cycle took on was synced.
+func (s Summary) OK() bool { return s.Failed == 0 && s.Abandoned == 0 }
+
+// Line is the one-line summary --once prints on stderr.
+func (s Summary) Line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage-sync: run %s: %d users: %d synced (%d degraded), %d failed, %d skipped (leased by another worker), %d abandoned in %s",
+		s.RunID, s.Due, s.Synced, s.Degraded, s.Failed, s.Skipped, s.Abandoned, s.Duration.Round(time.Millisecond))
+	for i, f := range s.Failures {
+		if i == 3 {
+			fmt.Fprintf(&b, "; and %d more", len(s.Failures)-3)
+			break
+		}
+		fmt.Fprintf(&b, "; %s: %s", f.UserID, f.Error)
+	}
+	return b.String()
+}
+
+type outcome int
+
+const (
+	outcomeSynced outcome = iota
+	outcomeDegraded
+	outcomeFailed
+	outcomeAbandoned
+)
+
+// RunCycle enrols new users, then syncs every due user with a bounded pool of workers. It returns
+// an error only when the cycle cannot run at all (the database is unreachable); one user's
+// failure is recorded in its sync_state and counted in the Summary, never returned.
+func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) {
+	start := time.Now()
+	sum := Summary{RunID: newID()}
+	log := s.log.With(zap.String("run_id", sum.RunID))
+	enrolled, err := s.st.Enrol(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("start cycle: %w", err)
+	}
+	log.Info("sync.cycle.start", zap.String("trigger", o.Trigger), zap.Int64("enrolled", enrolled),
+		zap.Bool("all", o.All), zap.String("only_user", o.UserID), zap.Bool("charge_enabled", s.opts.ChargeEnabled),
+		zap.Int("concurrency", s.opts.Concurrency))
+
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID}
+	var (
+		mu       sync.Mutex
+		claimErr error
+		wg       sync.WaitGroup
+	)
+	progress := time.NewTicker(30 * time.Second)
+	defer progress.Stop()
+	record := func(user string, oc outcome, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sum.Due++
+		switch oc {
+		case outcomeSynced:
+			sum.Synced++
+		case outcomeDegraded:
+			sum.Synced++
+			sum.Degraded++
+		case outcomeFailed:
+			sum.Failed++
+			sum.Failures = append(sum.Failures, UserFailure{UserID: user, Error: err.Error()})
+		case outcomeAbandoned:
+			sum.Abandoned++
+		}
+		select {
+		case <-progress.C:
+			log.Info("sync.cycle.progress", zap.Int("done", sum.Due), zap.Int("failed", sum.Failed),
+				zap.Duration("elapsed", time.Since(start)))
+		default:
+		}
+	}
+	for range s.opts.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				lease, err := s.st.Claim(ctx, req)
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						claimErr = err
+						mu.Unlock()
+					}
+					return
+				}
+				if lease == nil {
+					return
+				}
+				oc, err := s.syncLeased(ctx, log, sum.RunID, lease)
+				record(lease.UserID, oc, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n, err := s.st.LeasedElsewhere(context.WithoutCancel(ctx), req); err == nil {
+		sum.Skipped = n
+	}
+	sum.Duration = time.Since(start)
+	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].UserID < sum.Failures[j].UserID })
+	fields := []zap.Field{zap.Int("users", sum.Due), zap.Int("synced", sum.Synced), zap.Int("degraded", sum.Degraded),
+		zap.Int("failed", sum.Failed), zap.Int("skipped", sum.Skipped), zap.Int("abandoned", sum.Abandoned),
+		zap.Duration("duration", sum.Duration)}
+	if claimErr != nil {
+		log.Error("sync.cycle.aborted", append(fields, zap.Error(claimErr))...)
+		return sum, fmt.Errorf("cycle %s: %w", sum.RunID, claimErr)
+	}
+	log.Info("sync.cycle.done", fields...)
+	return sum, nil
+}
+
+// syncLeased syncs one claimed user, keeping its lease alive, and records the outcome.
+func (s *Syncer) syncLeased(ctx context.Context, runLog *zap.Logger, runID string, lease *store.Lease) (outcome, error) {
+	log := runLog.With(zap.String("user_id", lease.UserID))
+	ctx = logging.WithLogger(ctx, log)
+	started := time.Now()
+
+	userCtx, cancel := context.WithTimeoutCause(ctx, s.opts.UserTimeout,
+		fmt.Errorf("user sync took longer than SYNC_USER_TIMEOUT (%s)", s.opts.UserTimeout))
+	defer cancel()
+	lost := make(chan struct{})
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		s.renew(userCtx, log, lease, lost, cancel)
+	}()
+	res, err := s.syncUser(userCtx, log, runID, lease)
+	cancel()
+	<-renewDone
+
+	// Shutdown: the fetch was cut short before anything was written; give the user back.
+	if err != nil && ctx.Err() != nil && !errors.Is(err, store.ErrLeaseLost) {
+		if rerr := s.st.Release(context.WithoutCancel(ctx), lease); rerr != nil {
+			log.Warn("sync.user.release_failed", zap.Error(rerr))
+		}
+		log.Warn("sync.user.abandoned", zap.String("reason", "shutdown"), zap.Duration("duration", time.Since(started)))
+		return outcomeAbandoned, err
+	}
+	select {
+	case <-lost:
+		err = store.ErrLeaseLost
+	default:
+	}
+	if errors.Is(err, store.ErrLeaseLost) {
+		log.Warn("sync.user.lease_lost", zap.Duration("duration", time.Since(started)))
+		return outcomeAbandoned, err
+	}
+	if err != nil {
+		if cause := context.Cause(userCtx); userCtx.Err() != nil && cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w: %w", cause, err)
+		}
+		return outcomeFailed, s.fail(ctx, log, runID, lease, err, time.Since(started))
+	}
+	log.Info("sync.user.done", append(res.fields(), zap.Duration("duration", time.Since(started)))...)
+	if res.applied.Status == "degraded" {
+		return outcomeDegraded, nil
+	}
+	return outcomeSynced, nil
+}
+
+// renew extends the lease every third of its TTL until ctx ends; a lost lease stops the sync.
+func (s *Syncer) renew(ctx context.Context, log *zap.Logger, lease *store.Lease, lost chan<- struct{}, stop context.CancelFunc) {
+	t := time.NewTicker(s.opts.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			err := s.st.Renew(ctx, lease, s.opts.LeaseTTL)
+			if errors.Is(err, store.ErrLeaseLost) {
+				close(lost)
+				stop()
+				return
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Warn("sync.lease.renew_failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// fail records a failed sync in sync_state with its backoff and logs it once.
+func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease, err error, took time.Duration) error {
+	kind := "internal"
+	var retryAfter time.Duration
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		kind = ue.Kind.String()
+		retryAfter = ue.RetryAfter
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		kind = "timeout"
+	}
+	backoff := s.backoff(lease.ConsecutiveFailures)
+	if retryAfter > backoff {
+		backoff = retryAfter
+	}
+	msg := err.Error()
+	next, rerr := s.st.RecordFailure(context.WithoutCancel(ctx), lease, store.Failure{RunID: runID, Error: msg, Kind: kind, Backoff: backoff})
+	if rerr != nil {
+		log.Error("sync.user.record_failed", zap.Error(rerr), zap.String("sync_error", msg))
+	}
+	log.Error("sync.user.failed", zap.String("error", msg), zap.String("kind", kind),
+		zap.Int("consecutive_failures", lease.ConsecutiveFailures+1), zap.Time("next_attempt_at", next),
+		zap.Duration("duration", took))
+	return err
+}
+
+// backoff grows exponentially with the failures so far, with ±20% jitter so users that failed
+// together do not retry together.
+func (s *Syncer) backoff(failures int) time.Duration {
+	d := float64(s.opts.FailureBackoffBase) * math.Pow(2, float64(min(failures, 30)))
+	d = min(d, float64(s.opts.FailureBackoffMax))
+	return time.Duration(d * (0.8 + 0.4*mrand.Float64()))
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
