@@ -146,7 +146,7 @@ func buildPlan(in planInput) *store.UserSync {
 		if row.Finished && !row.CreatedAt.Before(in.chargeFrom) && row.Billable > 0 {
 			u.Charges = append(u.Charges, store.Charge{
 				UserID: in.userID, Family: store.FamilyTask, Subject: t.ID, Total: row.Billable,
-				Meta: map[string]any{"task_id": t.ID, "emails": row.Emails},
+				Meta: map[string]any{"task_id": t.ID, "emails": row.Emails, "day": row.CreatedAt.Format(time.DateOnly)},
 			})
 		}
 	}

@@ -301,11 +301,12 @@ func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease 
 	kind := "internal"
 	var retryAfter time.Duration
 	var ue *upstream.Error
-	if errors.As(err, &ue) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		kind = "timeout"
+	case errors.As(err, &ue):
 		kind = ue.Kind.String()
 		retryAfter = ue.RetryAfter
-	} else if errors.Is(err, context.DeadlineExceeded) {
-		kind = "timeout"
 	}
 	backoff := s.backoff(lease.ConsecutiveFailures)
 	if retryAfter > backoff {

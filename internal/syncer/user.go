@@ -162,7 +162,8 @@ func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, pa
 		}
 		got := len(page.Tasks) + page.Dropped
 		q.Offset += got
-		if got == 0 || q.Offset >= page.Count {
+		// Without a count (the field is optional) a short page is the last one.
+		if got == 0 || (page.Count > 0 && q.Offset >= page.Count) || (page.Count <= 0 && got < q.Limit) {
 			break
 		}
 		if pages%50 == 0 {

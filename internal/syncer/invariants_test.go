@@ -1,0 +1,71 @@
+package syncer_test
+
+import (
+	"context"
+	"time"
+)
+
+// checkInvariants asserts DESIGN.md's invariants I1–I3 for every user, and I4 when converged
+// is true (every window read after its last request, every task finished and read).
+func (e *env) checkInvariants(converged bool) {
+	e.t.Helper()
+	ctx := context.Background()
+	for user, start := range e.balances {
+		// I1: starting balance − credits_remaining = Σ debited.
+		remaining := e.q(`select credits_remaining from user_credits where user_id = $1`, user)
+		debited := e.q(`select coalesce(sum(debited), 0) from credit_ledger where user_id = $1`, user)
+		if start-remaining != debited {
+			e.t.Errorf("I1 user %s: balance fell by %d but the ledger debited %d", user, start-remaining, debited)
+		}
+		// I3: never below zero; 0 <= debited <= amount (also enforced by checks).
+		if remaining < 0 {
+			e.t.Errorf("I3 user %s: credits_remaining %d", user, remaining)
+		}
+		if bad := e.q(`select count(*) from credit_ledger where user_id = $1 and (debited < 0 or debited > amount or (source like 'shadow:%' and debited <> 0))`, user); bad != 0 {
+			e.t.Errorf("I3 user %s: %d ledger rows with debited outside [0, amount]", user, bad)
+		}
+		// I2: charges for a key never exceed the requests it had made.
+		for _, k := range e.sim.Keys(user) {
+			charged := e.q(`select coalesce(sum(amount), 0) from credit_ledger where user_id = $1 and source = 'key_requests' and meta->>'key_id' = $2`, user, k.ID)
+			made := e.sim.KeyRequests(user, k.ID, e.chargeFrom, time.Time{})
+			if charged > made {
+				e.t.Errorf("I2 key %s: charged %d for %d requests made since CHARGE_FROM", k.ID, charged, made)
+			}
+			if converged && !k.Revoked && charged != made {
+				e.t.Errorf("I4 key %s: charged %d, upstream reports %d requests since CHARGE_FROM", k.ID, charged, made)
+			}
+		}
+		if converged {
+			var want int64
+			for _, tk := range e.sim.Tasks(user) {
+				if tk.Finished && !tk.CreatedAt.Before(e.chargeFrom) {
+					want += billable(tk.Results, tk.Done)
+				}
+			}
+			got := e.q(`select coalesce(sum(amount), 0) from credit_ledger where user_id = $1 and source in ('task', 'task_adjust')`, user)
+			if got != want {
+				e.t.Errorf("I4 user %s: tasks charged %d, finished tasks since CHARGE_FROM hold %d billable emails", user, got, want)
+			}
+		}
+	}
+	// I2: no (user, source, source_id) twice (the unique key says so; this proves it is there).
+	if dup := e.q(`select count(*) - count(distinct (user_id, source, source_id)) from credit_ledger`); dup != 0 {
+		e.t.Errorf("I2: %d duplicate ledger keys", dup)
+	}
+	_ = ctx
+}
+
+// billable is DESIGN.md's task cost computed independently of the code under test: the result
+// counts without the aggregates, else the emails done.
+func billable(results map[string]int64, done int) int64 {
+	if results == nil {
+		return int64(done)
+	}
+	var n int64
+	for name, c := range results {
+		if name != "role_based" && name != "disposable_domain_emails" {
+			n += c
+		}
+	}
+	return n
+}

@@ -1,0 +1,173 @@
+package syncer
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/internal/upstream"
+)
+
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func tp(s string) *time.Time { t := ts(s); return &t }
+func n(v int64) *int64       { return &v }
+
+func TestPassDays(t *testing.T) {
+	t.Parallel()
+	now := ts("2026-11-27T10:00:00Z")
+	cases := []struct {
+		name       string
+		chargeFrom time.Time
+		settled    *time.Time
+		max        int
+		want       []string
+	}{
+		{"enrolled today", ts("2026-11-27T09:00:00Z"), nil, 7, []string{"2026-11-27"}},
+		{"charge from mid-day two days ago", ts("2026-11-25T13:14:15.123456789Z"), nil, 7, []string{"2026-11-25", "2026-11-26", "2026-11-27"}},
+		{"settled through yesterday", ts("2026-11-20T00:00:00Z"), tp("2026-11-26T00:00:00Z"), 7, []string{"2026-11-26", "2026-11-27"}},
+		{"long outage is capped by the backfill", ts("2026-10-01T00:00:00Z"), nil, 2, []string{"2026-11-25", "2026-11-26", "2026-11-27"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			for _, d := range passDays(now, c.chargeFrom, c.settled, c.max) {
+				got = append(got, d.Format(time.DateOnly))
+			}
+			if strings.Join(got, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("passDays = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func key(id string, total int64, lastUsed string) upstream.Key {
+	k := upstream.Key{ID: id, Purpose: "zapier", TotalRequests: n(total)}
+	if lastUsed != "" {
+		k.LastUsedAt = tp(lastUsed)
+	}
+	return k
+}
+
+func charges(u *store.UserSync, fam store.Family) map[string]int64 {
+	out := map[string]int64{}
+	for _, c := range u.Charges {
+		if c.Family == fam {
+			out[c.Subject] = c.Total
+		}
+	}
+	return out
+}
+
+func TestBuildPlanKeyWindows(t *testing.T) {
+	t.Parallel()
+	d1, d2 := ts("2026-11-26T00:00:00Z"), ts("2026-11-27T00:00:00Z")
+	partial := upstream.KeyList{Keys: []upstream.Key{key("a", 4, "2026-11-27T09:00:00Z")}}
+	in := planInput{
+		userID: "u", now: ts("2026-11-27T10:00:00Z"), chargeFrom: ts("2026-11-26T12:00:00.5Z"), settleLag: 2 * time.Hour,
+		windows: []window{
+			{day: d1, keys: upstream.KeyList{Keys: []upstream.Key{key("a", 10, "2026-11-27T09:00:00Z")}}, partial: &partial},
+			{day: d2, keys: upstream.KeyList{Keys: []upstream.Key{key("a", 3, "2026-11-27T09:00:00Z")}}},
+		},
+		lifetime: upstream.KeyList{Keys: []upstream.Key{
+			key("a", 20, "2026-11-27T09:00:00Z"),
+			key("idle", 7, "2026-11-20T00:00:00Z"), // unused since before both days: its rows become 0
+			key("busy", 9, "2026-11-27T09:30:00Z"), // absent from the windows but used today: absence says nothing
+		}},
+		settledTotals: map[string]int64{"a": 5},
+	}
+	u := buildPlan(in)
+	if got := charges(u, store.FamilyKey); len(got) != 2 || got["a/2026-11-26"] != 4 || got["a/2026-11-27"] != 3 {
+		t.Fatalf("key charges = %v; want the CHARGE_FROM day charged from CHARGE_FROM (4) and the next day in full (3)", got)
+	}
+	if len(u.Usage) != 2 || u.Usage[0].Count != 10 {
+		t.Fatalf("usage rows = %+v; want the full day (10) mirrored for the CHARGE_FROM day", u.Usage)
+	}
+	zero := map[string]int{}
+	for _, z := range u.ZeroUsage {
+		zero[z.KeyID]++
+	}
+	if zero["idle"] != 2 || zero["busy"] != 0 || zero["a"] != 0 {
+		t.Fatalf("zeroed rows = %v; want idle on both days only", zero)
+	}
+	if len(u.BlockedKeys) != 0 {
+		t.Fatalf("consistent data blocked keys: %v", u.BlockedKeys)
+	}
+	if u.SettledThrough == nil || !u.SettledThrough.Equal(d2) {
+		t.Fatalf("settled through %v; want %v (yesterday ended more than the lag ago, today has not)", u.SettledThrough, d2)
+	}
+}
+
+func TestBuildPlanGuardBlocksInconsistentKeys(t *testing.T) {
+	t.Parallel()
+	d := ts("2026-11-27T00:00:00Z")
+	cases := []struct {
+		name    string
+		window  int64
+		life    int64
+		settled int64
+		reason  string
+	}{
+		{"window above lifetime", 30, 20, 0, "more than the key's lifetime total"},
+		{"days add up above lifetime", 15, 20, 10, "add up to 25"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			u := buildPlan(planInput{
+				userID: "u", now: ts("2026-11-27T10:00:00Z"), chargeFrom: d,
+				windows:       []window{{day: d, keys: upstream.KeyList{Keys: []upstream.Key{key("a", c.window, "2026-11-27T09:00:00Z")}}}},
+				lifetime:      upstream.KeyList{Keys: []upstream.Key{key("a", c.life, "2026-11-27T09:00:00Z")}},
+				settledTotals: map[string]int64{"a": c.settled},
+			})
+			if !strings.Contains(u.BlockedKeys["a"], c.reason) {
+				t.Fatalf("blocked = %v; want key a blocked with %q", u.BlockedKeys, c.reason)
+			}
+			if len(charges(u, store.FamilyKey)) != 0 {
+				t.Fatalf("a blocked key was charged: %v", u.Charges)
+			}
+			if len(u.Usage) != 1 {
+				t.Fatalf("the usage row of a blocked key must still be mirrored, got %v", u.Usage)
+			}
+		})
+	}
+}
+
+func TestBuildPlanTasks(t *testing.T) {
+	t.Parallel()
+	cf := ts("2026-11-27T08:00:00Z")
+	done := func(id, created string, results map[string]int64) upstream.Task {
+		return upstream.Task{ID: id, CreatedAt: tp(created), Metrics: upstream.TaskMetrics{
+			TotalEmailAddresses: n(5), Progress: func() *float64 { f := 1.0; return &f }(), VerificationStatus: results}}
+	}
+	u := buildPlan(planInput{userID: "u", now: ts("2026-11-27T10:00:00Z"), chargeFrom: cf, tasks: []upstream.Task{
+		done("before", "2026-11-27T07:59:59Z", map[string]int64{"valid": 5}),
+		done("new-vocab", "2026-11-27T08:00:00Z", map[string]int64{"valid": 2, "invalid": 1, "disposable_domain": 1, "unknown": 1, "role_based": 3, "disposable_domain_emails": 1}),
+		done("old-vocab", "2026-11-27T09:00:00Z", map[string]int64{"exists": 1, "not_exists": 2, "catchall": 1, "weird": 1}),
+		{ID: "running", CreatedAt: tp("2026-11-27T09:30:00Z"), Metrics: upstream.TaskMetrics{TotalEmailAddresses: n(5), JobStatus: map[string]int64{"completed": 2, "processing": 1}}},
+	}})
+	if got := charges(u, store.FamilyTask); len(got) != 2 || got["new-vocab"] != 5 || got["old-vocab"] != 5 {
+		t.Fatalf("task charges = %v; want the two finished tasks created at or after CHARGE_FROM, 5 each", got)
+	}
+	rows := map[string]store.TaskRow{}
+	for _, r := range u.Tasks {
+		rows[r.ID] = r
+	}
+	if r := rows["new-vocab"]; r.Valid != 2 || r.Invalid != 2 || r.Unknown != 1 || r.Status != "completed" {
+		t.Fatalf("new vocabulary mapped to %+v", r)
+	}
+	if r := rows["old-vocab"]; r.Valid != 1 || r.Invalid != 2 || r.Catchall != 1 || r.Unknown != 1 {
+		t.Fatalf("old vocabulary mapped to %+v", r)
+	}
+	if r := rows["running"]; r.Status != "processing" || r.Finished {
+		t.Fatalf("running task is %+v", r)
+	}
+}

@@ -1,0 +1,472 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+
+	"github.com/usage-sync/usage-sync/internal/logging"
+)
+
+// Config configures a Client. Zero durations take the documented defaults.
+type Config struct {
+	BaseURL string // ends in /api/v1, with or without a trailing slash
+	// AdminToken, when set, is sent for every user with user_id=<uuid>.
+	AdminToken string
+	// JWTSecret, used when AdminToken is empty, signs a short-lived HS256 user JWT per user.
+	JWTSecret      string
+	JWTTTL         time.Duration // default 5m
+	RequestTimeout time.Duration // per attempt, default 30s
+	MaxElapsed     time.Duration // retry budget per call, waits included, default 2m
+	MaxRetryAfter  time.Duration // cap on an honoured Retry-After, default 60s
+	InitialBackoff time.Duration // default 500ms
+	MaxBackoff     time.Duration // default 20s
+	HTTPClient     *http.Client  // default: a client of its own with dial and TLS timeouts
+	UserAgent      string        // default "usage-sync"
+}
+
+const (
+	defaultJWTTTL         = 5 * time.Minute
+	defaultRequestTimeout = 30 * time.Second
+	defaultMaxElapsed     = 2 * time.Minute
+	defaultMaxRetryAfter  = 60 * time.Second
+	defaultInitialBackoff = 500 * time.Millisecond
+	defaultMaxBackoff     = 20 * time.Second
+	defaultUserAgent      = "usage-sync"
+
+	// maxBody bounds a success body: a task detail with 10,000 jobs fits with room to spare.
+	maxBody = 32 << 20
+	// maxErrorBody bounds an error body: only its message is kept.
+	maxErrorBody = 64 << 10
+)
+
+// Client reads the Email Verification API on behalf of users. It is safe for concurrent use.
+type Client struct {
+	baseURL  string // scheme://host/path, no trailing slash
+	basePath string
+	cfg      Config
+	http     *http.Client
+	tokens   tokenSource
+	now      func() time.Time
+}
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	raw := strings.TrimSpace(cfg.BaseURL)
+	if raw == "" {
+		return nil, errors.New("upstream base URL is empty")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// The parse error quotes the URL, which may carry credentials.
+		return nil, errors.New("upstream base URL is not a valid URL")
+	}
+	if u.User != nil {
+		return nil, errors.New("upstream base URL must not carry credentials: the token goes in UPSTREAM_ADMIN_TOKEN")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream base URL %q is not an absolute http or https URL", u.Redacted())
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("upstream base URL %q must not have a query or fragment", u.Redacted())
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"JWT TTL", &cfg.JWTTTL, defaultJWTTTL},
+		{"request timeout", &cfg.RequestTimeout, defaultRequestTimeout},
+		{"retry budget", &cfg.MaxElapsed, defaultMaxElapsed},
+		{"Retry-After cap", &cfg.MaxRetryAfter, defaultMaxRetryAfter},
+		{"initial backoff", &cfg.InitialBackoff, defaultInitialBackoff},
+		{"max backoff", &cfg.MaxBackoff, defaultMaxBackoff},
+	}
+	for _, d := range durations {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("upstream %s is negative: %s", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.InitialBackoff)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = defaultUserAgent
+	}
+
+	c := &Client{
+		baseURL:  u.String(),
+		basePath: u.EscapedPath(),
+		cfg:      cfg,
+		http:     cfg.HTTPClient,
+		now:      time.Now,
+	}
+	if c.http == nil {
+		c.http = defaultHTTPClient()
+	}
+	switch {
+	case cfg.AdminToken != "":
+		c.tokens = adminToken(cfg.AdminToken)
+	case cfg.JWTSecret != "":
+		c.tokens = newJWTMinter(cfg.JWTSecret, cfg.JWTTTL, func() time.Time { return c.now() })
+	default:
+		return nil, errors.New("upstream needs an admin token or a JWT secret to authenticate")
+	}
+	return c, nil
+}
+
+// defaultHTTPClient is a client of our own, so nothing here depends on or changes
+// http.DefaultClient. There is no overall timeout: each attempt's context carries one.
+func defaultHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          64,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}}
+}
+
+// ListKeys lists the user's active keys. With from and to the totals are scoped to
+// [from, to); with both nil they are lifetime totals.
+func (c *Client) ListKeys(ctx context.Context, userID string, from, to *time.Time) (KeyList, error) {
+	q := url.Values{}
+	setTime(q, "from", from)
+	setTime(q, "to", to)
+	return fetch(ctx, c, call{op: "list keys", userID: userID, path: "/api-keys", query: q}, decodeKeyList)
+}
+
+// APIUsage reads the user's request totals per purpose, scoped like ListKeys.
+func (c *Client) APIUsage(ctx context.Context, userID string, from, to *time.Time) (UsageMetrics, error) {
+	q := url.Values{}
+	setTime(q, "from", from)
+	setTime(q, "to", to)
+	return fetch(ctx, c, call{op: "read api usage", userID: userID, path: "/metrics/api-usage", query: q}, decodeUsage)
+}
+
+// ListTasks reads one page of the user's tasks. The order of the listing is not documented.
+func (c *Client) ListTasks(ctx context.Context, userID string, tq TaskQuery) (TaskPage, error) {
+	q := url.Values{}
+	setTime(q, "created_after", tq.CreatedAfter)
+	setTime(q, "created_before", tq.CreatedBefore)
+	if tq.Limit > 0 {
+		q.Set("limit", strconv.Itoa(tq.Limit))
+	}
+	if tq.Offset > 0 {
+		q.Set("offset", strconv.Itoa(tq.Offset))
+	}
+	return fetch(ctx, c, call{op: "list tasks", userID: userID, path: "/tasks", query: q}, decodeTaskPage)
+}
+
+// GetTask reads one task. The response carries every email's job; only the task and its
+// metrics are kept.
+func (c *Client) GetTask(ctx context.Context, userID, taskID string) (Task, error) {
+	cl := call{op: "get task", userID: userID, path: "/tasks/" + url.PathEscape(taskID)}
+	if strings.TrimSpace(taskID) == "" {
+		return Task{}, c.newError(cl, KindPermanent, "no task id")
+	}
+	return fetch(ctx, c, cl, decodeTaskDetail)
+}
+
+func setTime(q url.Values, key string, t *time.Time) {
+	if t != nil {
+		// Full precision: windows are half-open instants, and a truncated bound would move
+		// requests from one window into another.
+		q.Set(key, t.UTC().Format(time.RFC3339Nano))
+	}
+}
+
+// call is one logical GET, retried as a unit.
+type call struct {
+	op     string
+	userID string
+	path   string // below the base path, escaped
+	query  url.Values
+}
+
+type response struct {
+	body     []byte
+	status   int
+	attempts int
+}
+
+func (c *Client) newError(cl call, kind Kind, msg string) *Error {
+	return &Error{Op: cl.op, Path: c.basePath + cl.path, UserID: cl.userID, Kind: kind, Message: msg}
+}
+
+// fetch runs cl with retries and decodes the body. Decode errors are not retried: the same
+// bytes would come back.
+func fetch[T any](ctx context.Context, c *Client, cl call, decode func([]byte) (T, error)) (T, error) {
+	var zero T
+	res, err := c.get(ctx, cl)
+	if err != nil {
+		return zero, err
+	}
+	v, err := decode(res.body)
+	if err != nil {
+		e := c.newError(cl, KindDecode, err.Error())
+		e.Status, e.Attempts = res.status, res.attempts
+		var de *decodeError
+		if errors.As(err, &de) {
+			e.Err = de.err
+		}
+		return zero, e
+	}
+	return v, nil
+}
+
+func retryable(k Kind) bool { return k == KindRetryable || k == KindRateLimited }
+
+// get performs cl until it succeeds, fails permanently, or the retry budget runs out.
+func (c *Client) get(ctx context.Context, cl call) (response, error) {
+	if strings.TrimSpace(cl.userID) == "" {
+		return response{}, c.newError(cl, KindPermanent, "no user id")
+	}
+	token, err := c.tokens.token(cl.userID)
+	if err != nil {
+		e := c.newError(cl, KindAuth, "cannot mint a user token")
+		e.Err = err
+		return response{}, e
+	}
+	q := url.Values{}
+	for k, v := range cl.query {
+		q[k] = v
+	}
+	if c.tokens.admin() {
+		q.Set("user_id", cl.userID)
+	}
+	target := c.baseURL + cl.path
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+
+	// A fresh ExponentialBackOff per call: it carries the call's start time and is not safe
+	// to share between goroutines.
+	bo := &retryBackOff{
+		exp: backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(c.cfg.InitialBackoff),
+			backoff.WithMaxInterval(c.cfg.MaxBackoff),
+			backoff.WithMaxElapsedTime(c.cfg.MaxElapsed),
+			backoff.WithRandomizationFactor(0.5),
+		),
+		maxRetryAfter: c.cfg.MaxRetryAfter,
+	}
+	var (
+		attempts  int
+		last      *Error
+		lastAfter time.Duration
+	)
+	op := func() (response, error) {
+		attempts++
+		bo.retryAfter = 0
+		res, e := c.attempt(ctx, cl, target, token)
+		if e == nil {
+			res.attempts = attempts
+			return res, nil
+		}
+		last = e
+		if e.RetryAfter > 0 {
+			lastAfter, bo.retryAfter = e.RetryAfter, e.RetryAfter
+		}
+		if ctx.Err() != nil || !retryable(e.Kind) {
+			return response{}, backoff.Permanent(e)
+		}
+		return response{}, e
+	}
+	notify := func(_ error, wait time.Duration) {
+		logging.FromContext(ctx).Warn("upstream.retry",
+			zap.String("op", cl.op),
+			zap.String("path", last.Path),
+			zap.Int("status", last.Status),
+			zap.Int("attempt", attempts),
+			zap.Duration("wait", wait),
+			zap.String("error", last.summary()),
+		)
+	}
+	res, err := backoff.RetryNotifyWithData(op, backoff.WithContext(bo, ctx), notify)
+	if err == nil {
+		return res, nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		// The caller gave up; say so rather than report the last upstream answer.
+		e := c.newError(cl, KindRetryable, "")
+		e.Err, e.Attempts, e.RetryAfter = cerr, attempts, lastAfter
+		return response{}, e
+	}
+	if last == nil {
+		return response{}, fmt.Errorf("%s for %s: %w", cl.op, cl.userID, err)
+	}
+	last.Attempts, last.RetryAfter = attempts, lastAfter
+	return response{}, last
+}
+
+// summary is the error without its call context, for the retry log line.
+func (e *Error) summary() string {
+	msg := e.Message
+	if msg == "" && e.Err != nil {
+		msg = e.Err.Error()
+	}
+	if e.Status == 0 {
+		return oneLine(msg)
+	}
+	s := fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
+	if msg != "" {
+		s += ": " + oneLine(msg)
+	}
+	return s
+}
+
+// attempt performs one HTTP request.
+func (c *Client) attempt(ctx context.Context, cl call, target, token string) (response, *Error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, target, nil)
+	if err != nil {
+		e := c.newError(cl, KindPermanent, "cannot build request")
+		e.Err = stripURL(err)
+		return response{}, e
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return response{}, c.transportError(ctx, actx, cl, err)
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		body, tooLarge, err := readLimited(resp.Body, maxBody)
+		if err != nil {
+			return response{}, c.transportError(ctx, actx, cl, err)
+		}
+		if tooLarge {
+			e := c.newError(cl, KindDecode, fmt.Sprintf("response body exceeds %d MiB", maxBody>>20))
+			e.Status = resp.StatusCode
+			return response{}, e
+		}
+		return response{body: body, status: resp.StatusCode}, nil
+	}
+
+	// A partial error body still names the problem; a read error here changes nothing.
+	body, _, _ := readLimited(resp.Body, maxErrorBody)
+	eb := decodeErrorBody(body)
+	e := c.newError(cl, kindOfStatus(resp.StatusCode), truncate(oneLine(redact(eb.message, token)), maxMessage))
+	e.Status = resp.StatusCode
+	for name, reason := range eb.fields {
+		if e.Fields == nil {
+			e.Fields = make(map[string]string, len(eb.fields))
+		}
+		e.Fields[redact(name, token)] = truncate(redact(reason, token), maxMessage)
+	}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+	}
+	return response{}, e
+}
+
+// transportError classifies a failure to get or read a response.
+func (c *Client) transportError(ctx, actx context.Context, cl call, err error) *Error {
+	e := c.newError(cl, KindRetryable, "")
+	switch {
+	case ctx.Err() != nil:
+		e.Err = ctx.Err()
+	case actx.Err() != nil:
+		e.Message = fmt.Sprintf("no complete response within %s", c.cfg.RequestTimeout)
+		e.Err = actx.Err()
+	default:
+		e.Err = stripURL(err)
+	}
+	return e
+}
+
+// stripURL drops the *url.Error wrapper: its text repeats the full URL, query included.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// redact removes the bearer token from text the server sent, in case a proxy echoes
+// request headers into its error page.
+func redact(s, token string) string {
+	if token == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, token, "[redacted]")
+}
+
+// readLimited reads at most limit bytes of r; tooLarge reports that there was more.
+func readLimited(r io.Reader, limit int64) (body []byte, tooLarge bool, err error) {
+	body, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if int64(len(body)) > limit {
+		return body[:limit], true, err
+	}
+	return body, false, err
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; anything else, or a time in the past,
+// is 0.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		// Anything beyond a day is nonsense; keep the multiplication from overflowing.
+		return time.Duration(min(secs, 86400)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// retryBackOff is the call's exponential backoff, stretched to honour a Retry-After.
+type retryBackOff struct {
+	exp           *backoff.ExponentialBackOff
+	maxRetryAfter time.Duration
+	retryAfter    time.Duration // the last attempt's Retry-After; 0 when none
+}
+
+func (b *retryBackOff) Reset() {
+	b.exp.Reset()
+	b.retryAfter = 0
+}
+
+// NextBackOff waits max(Retry-After capped, backoff interval), and gives up only when that
+// wait would outlast the budget, so a rate limit is waited out while the budget allows.
+func (b *retryBackOff) NextBackOff() time.Duration {
+	next := b.exp.NextBackOff()
+	if next == backoff.Stop || b.retryAfter <= 0 {
+		return next
+	}
+	wait := max(min(b.retryAfter, b.maxRetryAfter), next)
+	if b.exp.GetElapsedTime()+wait > b.exp.MaxElapsedTime {
+		return backoff.Stop
+	}
+	return wait
+}
