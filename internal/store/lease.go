@@ -29,10 +29,20 @@ type Lease struct {
 // ClaimRequest says which users a worker may claim.
 type ClaimRequest struct {
 	Owner  string
-	RunID  string // a user is claimed at most once per run
+	RunID  string    // recorded on the user, for the logs
+	Since  time.Time // database time the run started: a user attempted since then is done
 	TTL    time.Duration
 	All    bool   // include users backing off after failures
 	UserID string // only this user, ignoring its backoff
+}
+
+// Now is the database's clock, which every lease and attempt time is measured on.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := s.pool.QueryRow(ctx, `select now()`).Scan(&t); err != nil {
+		return time.Time{}, fmt.Errorf("read database clock: %w", err)
+	}
+	return t, nil
 }
 
 // Enrol adds every profile that has no sync_state yet, as pending and due now.
@@ -48,9 +58,11 @@ func (s *Store) Enrol(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
+// dueFilter: not attempted since the run started (so a user finished by any worker during this
+// run is not taken again), not leased by another live worker, and due.
 const dueFilter = `
-	s.last_run_id is distinct from @run
-	and (s.lease_expires_at is null or s.lease_expires_at < now() or s.lease_owner = @owner)
+	(s.last_attempt_at is null or s.last_attempt_at < @since)
+	and (s.lease_expires_at is null or s.lease_expires_at < now())
 	and (case when @user::uuid is not null then s.user_id = @user::uuid
 	          when @all then true
 	          else s.next_attempt_at <= now() end)`
@@ -73,7 +85,7 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) (*Lease, error) {
 			order by s.next_attempt_at, s.user_id
 			limit 1
 			for update skip locked)
-		returning s.user_id::text, s.lease_owner, s.lease_token, s.enrolled_at, s.settled_through::timestamptz,
+		returning s.user_id::text, s.lease_owner, s.lease_token, s.enrolled_at, s.settled_through::timestamp at time zone 'UTC',
 		          s.consecutive_failures, s.blocked_keys`, args).
 		Scan(&l.UserID, &l.Owner, &l.Token, &l.EnrolledAt, &l.SettledThrough, &l.ConsecutiveFailures, &blocked)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -97,7 +109,7 @@ func (s *Store) LeasedElsewhere(ctx context.Context, r ClaimRequest) (int, error
 	var n int
 	err := s.pool.QueryRow(ctx, `
 		select count(*) from sync_state s
-		where s.last_run_id is distinct from @run
+		where (s.last_attempt_at is null or s.last_attempt_at < @since)
 		  and s.lease_expires_at >= now() and s.lease_owner <> @owner
 		  and (case when @user::uuid is not null then s.user_id = @user::uuid
 		            when @all then true
@@ -113,7 +125,7 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 	if r.UserID != "" {
 		user = &r.UserID
 	}
-	return pgx.NamedArgs{"owner": r.Owner, "run": r.RunID, "ttl": r.TTL.String(), "all": r.All, "user": user}
+	return pgx.NamedArgs{"owner": r.Owner, "run": r.RunID, "since": r.Since, "ttl": r.TTL.String(), "all": r.All, "user": user}
 }
 
 // Renew extends the lease while the user is being synced.
@@ -134,7 +146,7 @@ func (s *Store) Renew(ctx context.Context, l *Lease, ttl time.Duration) error {
 // so the user is due again at once and keeps its failure count.
 func (s *Store) Release(ctx context.Context, l *Lease) error {
 	_, err := s.pool.Exec(ctx, `
-		update sync_state set lease_owner = null, lease_expires_at = null, last_run_id = null, updated_at = now()
+		update sync_state set lease_owner = null, lease_expires_at = null, updated_at = now()
 		where user_id = $1 and lease_token = $2`, l.UserID, l.Token)
 	if err != nil {
 		return fmt.Errorf("release lease on %s: %w", l.UserID, err)

@@ -34,7 +34,7 @@ type Charge struct {
 // Posted is a ledger row a charge batch wrote.
 type Posted struct {
 	UserID, Source, SourceID, Subject string
-	Amount, Debited, CreditsAfter    int64
+	Amount, Debited, CreditsAfter     int64
 }
 
 // Revision is an observation whose total fell below what was already charged: logged, never refunded.
@@ -140,7 +140,7 @@ func chargeTx(ctx context.Context, tx pgx.Tx, charges []Charge, shadow bool) (Ch
 }
 
 // chargeSQL: $1 user ids, $2 families, $3 subjects, $4 observed totals, $5 meta, $6 source
-// prefix ('' or 'shadow:'), $7 shadow. Balances are read here, after the locks, so no debit is
+// prefix (” or 'shadow:'), $7 shadow. Balances are read here, after the locks, so no debit is
 // computed from a balance or a charged-so-far that a concurrent batch has since changed.
 const chargeSQL = `
 with input as (

@@ -22,6 +22,9 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
+// errUserTimeout ends a user's sync that ran past SYNC_USER_TIMEOUT.
+var errUserTimeout = errors.New("user sync ran past SYNC_USER_TIMEOUT")
+
 // Upstream is what the syncer reads; *upstream.Client implements it.
 type Upstream interface {
 	ListKeys(ctx context.Context, userID string, from, to *time.Time) (upstream.KeyList, error)
@@ -155,7 +158,11 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 		zap.Bool("all", o.All), zap.String("only_user", o.UserID), zap.Bool("charge_enabled", s.opts.ChargeEnabled),
 		zap.Int("concurrency", s.opts.Concurrency))
 
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID}
+	since, err := s.st.Now(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("start cycle: %w", err)
+	}
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, Since: since, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID}
 	var (
 		mu       sync.Mutex
 		claimErr error
@@ -231,8 +238,7 @@ func (s *Syncer) syncLeased(ctx context.Context, runLog *zap.Logger, runID strin
 	ctx = logging.WithLogger(ctx, log)
 	started := time.Now()
 
-	userCtx, cancel := context.WithTimeoutCause(ctx, s.opts.UserTimeout,
-		fmt.Errorf("user sync took longer than SYNC_USER_TIMEOUT (%s)", s.opts.UserTimeout))
+	userCtx, cancel := context.WithTimeoutCause(ctx, s.opts.UserTimeout, errUserTimeout)
 	defer cancel()
 	lost := make(chan struct{})
 	renewDone := make(chan struct{})
@@ -241,6 +247,7 @@ func (s *Syncer) syncLeased(ctx context.Context, runLog *zap.Logger, runID strin
 		s.renew(userCtx, log, lease, lost, cancel)
 	}()
 	res, err := s.syncUser(userCtx, log, runID, lease)
+	timedOut := errors.Is(context.Cause(userCtx), errUserTimeout)
 	cancel()
 	<-renewDone
 
@@ -262,8 +269,8 @@ func (s *Syncer) syncLeased(ctx context.Context, runLog *zap.Logger, runID strin
 		return outcomeAbandoned, err
 	}
 	if err != nil {
-		if cause := context.Cause(userCtx); userCtx.Err() != nil && cause != nil && !errors.Is(err, cause) {
-			err = fmt.Errorf("%w: %w", cause, err)
+		if timedOut && !errors.Is(err, errUserTimeout) {
+			err = fmt.Errorf("%w: %w", errUserTimeout, err)
 		}
 		return outcomeFailed, s.fail(ctx, log, runID, lease, err, time.Since(started))
 	}
@@ -302,7 +309,7 @@ func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease 
 	var retryAfter time.Duration
 	var ue *upstream.Error
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errUserTimeout), errors.Is(err, context.DeadlineExceeded):
 		kind = "timeout"
 	case errors.As(err, &ue):
 		kind = ue.Kind.String()
