@@ -10,6 +10,7 @@ import (
 
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/syncer"
+	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
 // assertMirrors checks the database holds exactly what the simulator serves for user.
@@ -230,3 +231,29 @@ func TestManyTasksWithNewOnesAppearingMidPass(t *testing.T) {
 }
 
 func taskID(i int) string { return fmt.Sprintf("t%04d", i) }
+
+// Without an admin token the worker mints a short-lived Supabase JWT per user; neither the token
+// nor the secret ever reaches a log line, even when users fail.
+func TestJWTModeAndNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 12, Users: 2, HistoryDays: 1, JWTSecret: "jwt-secret-do-not-log"}})
+	bad := e.sim.Users()[1]
+	e.sim.SetFault(bad, simulator.Fault{Status: 401})
+	s := syncer.New(e.st, e.client(func(c *upstream.Config) { c.AdminToken = ""; c.JWTSecret = "jwt-secret-do-not-log" }), e.log, e.opts)
+	sum := e.cycle(s, syncer.CycleOptions{})
+	if sum.Synced != 1 || sum.Failed != 1 {
+		t.Fatalf("summary %+v", sum)
+	}
+	e.assertMirrors(e.sim.Users()[0])
+	for _, ent := range e.logs.All() {
+		line := fmt.Sprint(ent.Message, ent.ContextMap())
+		for _, secret := range []string{"jwt-secret-do-not-log", "test-admin", "eyJ"} {
+			if strings.Contains(line, secret) {
+				t.Fatalf("log line leaks a secret (%q): %s", secret, line)
+			}
+		}
+	}
+	if strings.Contains(sum.Line(), "eyJ") {
+		t.Fatal("summary leaks a token")
+	}
+}

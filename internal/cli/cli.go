@@ -1,0 +1,351 @@
+// Package cli is the composition root: it parses the command line, loads the configuration and
+// wires the store, the upstream client, the syncer and the schedule together.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/usage-sync/usage-sync/internal/config"
+	"github.com/usage-sync/usage-sync/internal/logging"
+	"github.com/usage-sync/usage-sync/internal/schedule"
+	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/internal/syncer"
+	"github.com/usage-sync/usage-sync/internal/upstream"
+)
+
+// Set by the Makefile through -ldflags "-X .../internal/cli.version=... -X .../internal/cli.commit=...".
+var (
+	version = "dev"
+	commit  = "dev"
+)
+
+// Exit codes; --help documents them.
+const (
+	ExitOK          = 0
+	ExitUsersFailed = 1 // --once: some user failed or was abandoned
+	ExitUsage       = 2 // bad command line or configuration
+	ExitRuntime     = 3 // database unreachable, schema outdated, upstream misconfigured, ...
+)
+
+// startupTimeout bounds opening the database and checking its schema, so an unreachable host
+// fails the start rather than hanging for the TCP timeout.
+const startupTimeout = 30 * time.Second
+
+// ExitError is an error that decides the process's exit code.
+type ExitError struct {
+	Code int
+	Err  error
+	// Reported says Run already wrote the error to stderr (as text or as a log line), so main
+	// must not print it again.
+	Reported bool
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// ExitCode maps Run's error to the process exit code: 0 for nil, the code of an *ExitError, and
+// ExitRuntime for anything else.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return ExitRuntime
+}
+
+// Reported reports whether Run already wrote err to stderr.
+func Reported(err error) bool {
+	var ee *ExitError
+	return errors.As(err, &ee) && ee.Reported
+}
+
+// Run executes the command line args (without the program name). It honours ctx: cancelling it
+// stops the daemon gracefully and makes --once abandon the users still in flight.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "migrate":
+		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "help":
+		return writeHelp(stdout)
+	// Further subcommands (the reconciliation "report", say) go here as
+	// `case "report": return runReport(ctx, args[1:], getenv, stdout, stderr)`.
+	default:
+		return runSync(ctx, args, getenv, stdout, stderr)
+	}
+}
+
+// usageError prints msg and the short usage to stderr.
+func usageError(stderr io.Writer, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	fmt.Fprintf(stderr, "usage-sync: %v\n", err)
+	fmt.Fprint(stderr, shortUsage)
+	return &ExitError{Code: ExitUsage, Err: err, Reported: true}
+}
+
+// newFlagSet returns a flag set that prints errors and the short usage to stderr, with -h and
+// --help defined so that help goes to stdout and exits 0 rather than being a parse error.
+func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, shortUsage) }
+	help := fs.Bool("help", false, "show help")
+	fs.BoolVar(help, "h", false, "show help")
+	return fs, help
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		// The flag package has printed the problem and the usage.
+		return &ExitError{Code: ExitUsage, Err: err, Reported: true}
+	}
+	return nil
+}
+
+func runSync(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, help := newFlagSet("usage-sync", stderr)
+	once := fs.Bool("once", false, "run one cycle and exit")
+	all := fs.Bool("all", false, "with --once: include users backing off after failures")
+	user := fs.String("user", "", "with --once: sync only this user")
+	showVersion := fs.Bool("version", false, "print the version")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *help {
+		return writeHelp(stdout)
+	}
+	if *showVersion {
+		_, err := fmt.Fprintf(stdout, "usage-sync %s (%s)\n", version, commit)
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "unknown command %q: the commands are migrate and help", fs.Arg(0))
+	}
+	userSet := false
+	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
+	if (*all || userSet) && !*once {
+		return usageError(stderr, "--all and --user select the users of a --once run: add --once")
+	}
+	userID := strings.ToLower(strings.TrimSpace(*user))
+	if userSet && !isUUID(userID) {
+		return usageError(stderr, "--user %q is not a UUID: give the user's id from profiles, such as 3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d", *user)
+	}
+
+	app, err := start(ctx, getenv, config.ModeSync, stderr)
+	if err != nil {
+		return err
+	}
+	defer app.close()
+
+	if err := app.st.CheckSchema(app.startupCtx); err != nil {
+		if errors.Is(err, store.ErrSchemaOutdated) {
+			return app.fail(ExitRuntime, "check schema", err)
+		}
+		return app.fail(ExitRuntime, "check schema", fmt.Errorf("check schema: %w", err))
+	}
+	up, err := upstream.New(upstream.Config{
+		BaseURL:        app.cfg.UpstreamBaseURL,
+		AdminToken:     app.cfg.UpstreamAdminToken,
+		JWTSecret:      app.cfg.SupabaseJWTSecret,
+		JWTTTL:         app.cfg.UpstreamJWTTTL,
+		RequestTimeout: app.cfg.UpstreamTimeout,
+		MaxElapsed:     app.cfg.UpstreamRetryMax,
+		MaxRetryAfter:  app.cfg.UpstreamRetryAfter,
+		UserAgent:      "usage-sync/" + version,
+	})
+	if err != nil {
+		return app.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))
+	}
+	app.stopStartup()
+	sy := syncer.New(app.st, up, app.log, syncer.Options{
+		Concurrency:        app.cfg.SyncConcurrency,
+		LeaseTTL:           app.cfg.SyncLeaseTTL,
+		UserTimeout:        app.cfg.SyncUserTimeout,
+		SettleLag:          app.cfg.SettleLag,
+		TaskOverlap:        app.cfg.TaskOverlap,
+		RevisionWindow:     app.cfg.RevisionWindow,
+		FailureBackoffBase: app.cfg.FailureBackoffBase,
+		FailureBackoffMax:  app.cfg.FailureBackoffMax,
+		MaxBackfillDays:    app.cfg.MaxBackfillDays,
+		ChargeEnabled:      app.cfg.ChargeEnabled,
+		ChargeFrom:         app.cfg.ChargeFrom,
+		WorkerID:           app.workerID,
+	})
+
+	if *once {
+		return app.once(ctx, sy, syncer.CycleOptions{All: *all, UserID: userID, Trigger: "once"}, stderr)
+	}
+	return app.daemon(ctx, sy)
+}
+
+func (a *app) once(ctx context.Context, sy *syncer.Syncer, o syncer.CycleOptions, stderr io.Writer) error {
+	sum, err := sy.RunCycle(ctx, o)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped by a signal before or while claiming: users were left unsynced, as when
+			// they are abandoned, and nothing is wrong with the database.
+			return a.fail(ExitUsersFailed, "run cycle", fmt.Errorf("interrupted: %w", err))
+		}
+		return a.fail(ExitRuntime, "run cycle", fmt.Errorf("run cycle: %w", err))
+	}
+	fmt.Fprintln(stderr, sum.Line())
+	if !sum.OK() {
+		return &ExitError{
+			Code:     ExitUsersFailed,
+			Err:      fmt.Errorf("%d users failed and %d were abandoned", sum.Failed, sum.Abandoned),
+			Reported: true,
+		}
+	}
+	return nil
+}
+
+func (a *app) daemon(ctx context.Context, sy *syncer.Syncer) error {
+	if !a.cfg.SyncEnabled {
+		a.log.Info("schedule.disabled", zap.String("why",
+			"SYNC_ENABLED is not true: the daemon schedules nothing; set SYNC_ENABLED=true to sync, or run `usage-sync --once`"))
+		<-ctx.Done()
+		a.log.Info("daemon.stopped")
+		return nil
+	}
+	err := schedule.Run(ctx, a.cfg.SyncSchedule, a.log, func(ctx context.Context) {
+		// A cycle that cannot run (database down) is retried at the next tick, not fatal.
+		if _, err := sy.RunCycle(ctx, syncer.CycleOptions{Trigger: "schedule"}); err != nil {
+			a.log.Error("sync.cycle.failed", zap.Error(err))
+		}
+	})
+	if err != nil {
+		return a.fail(ExitUsage, "schedule", err)
+	}
+	a.log.Info("daemon.stopped")
+	return nil
+}
+
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs, help := newFlagSet("usage-sync migrate", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *help {
+		return writeHelp(stdout)
+	}
+	if fs.NArg() > 0 {
+		return usageError(stderr, "migrate takes no arguments, got %q", fs.Arg(0))
+	}
+	app, err := start(ctx, getenv, config.ModeMigrate, stderr)
+	if err != nil {
+		return err
+	}
+	defer app.close()
+	app.stopStartup()
+	applied, err := app.st.Migrate(ctx)
+	for _, v := range applied {
+		fmt.Fprintf(stdout, "applied migration %s\n", v)
+	}
+	if err != nil {
+		return app.fail(ExitRuntime, "migrate", fmt.Errorf("migrate: %w", err))
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "schema up to date at version %d\n", store.SchemaVersion())
+	}
+	return nil
+}
+
+// app is what every command that touches the database starts from.
+type app struct {
+	cfg      config.Config
+	log      *zap.Logger
+	st       *store.Store
+	workerID string
+	// startupCtx bounds the start-up steps; stopStartup releases it once they are done.
+	startupCtx  context.Context
+	stopStartup context.CancelFunc
+}
+
+// start loads and validates the configuration for mode, builds the logger and opens the store.
+func start(ctx context.Context, getenv func(string) string, mode config.Mode, stderr io.Writer) (*app, error) {
+	cfg, loadErr := config.Load(getenv)
+	if err := errors.Join(loadErr, cfg.Validate(mode)); err != nil {
+		fmt.Fprintf(stderr, "usage-sync: the configuration has problems (usage-sync --help lists every variable):\n%v\n", err)
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("invalid configuration: %w", err), Reported: true}
+	}
+	log, err := logging.New(stderr, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "usage-sync: %v\n", err)
+		return nil, &ExitError{Code: ExitUsage, Err: err, Reported: true}
+	}
+	a := &app{cfg: cfg, log: log, workerID: cfg.WorkerID}
+	if a.workerID == "" {
+		a.workerID = defaultWorkerID()
+	}
+	log.Info("config.loaded",
+		zap.String("version", version), zap.String("commit", commit),
+		zap.String("worker_id", a.workerID), zap.Any("config", cfg.Redacted()))
+
+	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
+	st, err := store.Open(a.startupCtx, cfg.DatabaseURL, store.Options{
+		MaxConns: int32(cfg.DBMaxConns),
+		PoolMode: cfg.DBPoolMode,
+		Logger:   log,
+	})
+	if err != nil {
+		a.stopStartup()
+		return nil, a.fail(ExitRuntime, "open database", err)
+	}
+	a.st = st
+	return a, nil
+}
+
+// fail logs err once, as the run's last event, and returns it with its exit code.
+func (a *app) fail(code int, stage string, err error) error {
+	a.log.Error("run.failed", zap.String("stage", stage), zap.Int("exit_code", code), zap.Error(err))
+	return &ExitError{Code: code, Err: err, Reported: true}
+}
+
+func (a *app) close() {
+	a.stopStartup()
+	a.st.Close()
+	_ = a.log.Sync()
+}
+
+func defaultWorkerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "usage-sync"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// isUUID accepts the canonical 8-4-4-4-12 hex form, as Postgres prints uuid values.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,352 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/usage-sync/usage-sync/internal/config"
+	"github.com/usage-sync/usage-sync/internal/pgtest"
+	"github.com/usage-sync/usage-sync/internal/store"
+)
+
+const password = "Pa55-w0rd-XyZ"
+
+// env returns a complete, valid environment whose database is dsn, with kv overrides.
+func env(dsn string, kv ...string) func(string) string {
+	m := map[string]string{
+		"DATABASE_URL":         dsn,
+		"UPSTREAM_BASE_URL":    "http://127.0.0.1:1/api/v1",
+		"UPSTREAM_ADMIN_TOKEN": "admin-token-secret",
+		"LOG_LEVEL":            "debug",
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// closedDB is a database URL nothing listens on.
+const closedDB = "postgres://app:" + password + "@127.0.0.1:1/app?sslmode=disable&connect_timeout=5"
+
+// output collects what Run writes and lets a test wait for a line to appear, instead of sleeping.
+type output struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	waits map[string]chan struct{}
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	for s, ch := range o.waits {
+		if strings.Contains(o.buf.String(), s) {
+			close(ch)
+			delete(o.waits, s)
+		}
+	}
+	return len(p), nil
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// when returns a channel closed once the output contains s.
+func (o *output) when(s string) <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ch := make(chan struct{})
+	if strings.Contains(o.buf.String(), s) {
+		close(ch)
+		return ch
+	}
+	if o.waits == nil {
+		o.waits = map[string]chan struct{}{}
+	}
+	o.waits[s] = ch
+	return ch
+}
+
+type result struct {
+	err            error
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, getenv func(string) string, args ...string) result {
+	t.Helper()
+	var stdout, stderr output
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Run(ctx, args, getenv, &stdout, &stderr)
+	return result{err: err, code: ExitCode(err), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"-help"}, {"migrate", "--help"}, {"--once", "-h"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			r := run(t, env(""), args...)
+			if r.code != 0 || r.err != nil {
+				t.Fatalf("exit %d (%v), want 0", r.code, r.err)
+			}
+			for _, want := range append(config.Names(), "migrate", "--once", "--all", "--user", "Exit codes", "*/5 * * * *") {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("help lacks %q", want)
+				}
+			}
+			if r.stderr != "" {
+				t.Errorf("help wrote to stderr: %q", r.stderr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	r := run(t, env(""), "--version")
+	if r.code != 0 || r.stdout != "usage-sync dev (dev)\n" {
+		t.Fatalf("exit %d, stdout %q; want 0 and %q", r.code, r.stdout, "usage-sync dev (dev)\n")
+	}
+}
+
+func TestUsageAndConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		getenv func(string) string
+		args   []string
+		want   []string // in stderr
+	}{
+		{"unknown flag", env(closedDB), []string{"--bogus"}, []string{"flag provided but not defined: -bogus", "Usage:"}},
+		{"unknown command", env(closedDB), []string{"serve"}, []string{`unknown command "serve"`, "Usage:"}},
+		{"all without once", env(closedDB), []string{"--all"}, []string{"--all and --user select the users of a --once run: add --once"}},
+		{"user without once", env(closedDB), []string{"--user", "3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d"}, []string{"add --once"}},
+		{"user not a uuid", env(closedDB), []string{"--once", "--user", "not-a-uuid"}, []string{`--user "not-a-uuid" is not a UUID`}},
+		{"user empty", env(closedDB), []string{"--once", "--user="}, []string{`--user "" is not a UUID`}},
+		{"user missing value", env(closedDB), []string{"--once", "--user"}, []string{"flag needs an argument: -user"}},
+		{"migrate argument", env(closedDB), []string{"migrate", "now"}, []string{`migrate takes no arguments, got "now"`}},
+		{"missing DATABASE_URL", env(""), nil, []string{"DATABASE_URL is empty"}},
+		{"missing DATABASE_URL for --once", env(""), []string{"--once"}, []string{"DATABASE_URL is empty"}},
+		{"missing DATABASE_URL for migrate", env(""), []string{"migrate"}, []string{"DATABASE_URL is empty"}},
+		{"bad schedule", env(closedDB, "SYNC_SCHEDULE", "*/5 * *"), nil, []string{`SYNC_SCHEDULE "*/5 * *": expected 5 fields, found 3`}},
+		{"bad schedule for --once", env(closedDB, "SYNC_SCHEDULE", "every minute"), []string{"--once"}, []string{"SYNC_SCHEDULE"}},
+		{"no upstream credentials", env(closedDB, "UPSTREAM_ADMIN_TOKEN", ""), []string{"--once"}, []string{"UPSTREAM_ADMIN_TOKEN and SUPABASE_JWT_SECRET are both empty"}},
+		{"undecodable value", env(closedDB, "SYNC_CONCURRENCY", "four"), nil, []string{`SYNC_CONCURRENCY "four": is not a whole number`}},
+		{"all problems at once", env("", "SYNC_SCHEDULE", "x", "LOG_LEVEL", "loud"), nil, []string{"DATABASE_URL", "SYNC_SCHEDULE", "LOG_LEVEL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, tt.getenv, tt.args...)
+			if r.code != ExitUsage {
+				t.Fatalf("exit %d (%v), want %d; stderr:\n%s", r.code, r.err, ExitUsage, r.stderr)
+			}
+			if !Reported(r.err) {
+				t.Errorf("error %v not marked reported, main would print it twice", r.err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			if strings.Contains(r.stderr, `"event":"config.loaded"`) {
+				t.Errorf("a usage error got as far as loading the configuration:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func TestUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  func(string) string
+	}{
+		{"daemon", nil, env(closedDB)},
+		{"once", []string{"--once", "--all"}, env(closedDB)},
+		// migrate needs only the database: no upstream settings, and a schedule it ignores.
+		{"migrate", []string{"migrate"}, func(k string) string {
+			return map[string]string{"DATABASE_URL": closedDB, "SYNC_SCHEDULE": "bad"}[k]
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, tt.env, tt.args...)
+			if r.code != ExitRuntime {
+				t.Fatalf("exit %d (%v), want %d; stderr:\n%s", r.code, r.err, ExitRuntime, r.stderr)
+			}
+			for _, s := range []string{r.err.Error(), r.stderr, r.stdout} {
+				if strings.Contains(s, password) || strings.Contains(s, "admin-token-secret") {
+					t.Fatalf("output reveals a secret:\n%s", s)
+				}
+			}
+			if !strings.Contains(r.stderr, `"event":"run.failed"`) || !strings.Contains(r.stderr, "127.0.0.1") {
+				t.Errorf("stderr should log run.failed naming the database host:\n%s", r.stderr)
+			}
+			if !strings.Contains(r.stderr, `"DATABASE_URL":"postgres://app:xxxxx@127.0.0.1:1/app`) {
+				t.Errorf("config.loaded should show the redacted database URL:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{&ExitError{Code: ExitUsersFailed, Err: errors.New("x")}, 1},
+		{&ExitError{Code: ExitUsage, Err: errors.New("x")}, 2},
+		{errors.New("anything else"), 3},
+		{errors.Join(errors.New("wrapped"), &ExitError{Code: ExitUsage, Err: errors.New("x")}), 2},
+	}
+	for _, tt := range tests {
+		if got := ExitCode(tt.err); got != tt.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestIsUUID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		s    string
+		want bool
+	}{
+		{"3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d", true},
+		{"3F2B5C9E-0A7D-4E61-9A51-2C1F0F6E8B2D", true},
+		{"3f2b5c9e0a7d4e619a512c1f0f6e8b2d", false},
+		{"3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2", false},
+		{"3f2b5c9e-0a7d-4e61-9a51_2c1f0f6e8b2d", false},
+		{"3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2g", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := isUUID(tt.s); got != tt.want {
+			t.Errorf("isUUID(%q) = %v, want %v", tt.s, got, tt.want)
+		}
+	}
+}
+
+// The tests below use the real PostgreSQL (TEST_DATABASE_URL, or the machine's; `make test`
+// starts one). The upstream is never reached: these databases have no users.
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.EmptyDB(t, pgtest.Plain)
+	getenv := func(k string) string { return map[string]string{"DATABASE_URL": dsn}[k] }
+
+	r := run(t, getenv, "migrate")
+	if r.code != 0 {
+		t.Fatalf("migrate: exit %d (%v); stderr:\n%s", r.code, r.err, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) < 1 || !strings.HasPrefix(lines[0], "applied migration 0001_") {
+		t.Fatalf("first migrate printed %q, want one 'applied migration' line per migration", r.stdout)
+	}
+
+	r = run(t, getenv, "migrate")
+	want := "schema up to date at version " + strconv.Itoa(store.SchemaVersion()) + "\n"
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("second migrate: exit %d, stdout %q; want 0 and %q", r.code, r.stdout, want)
+	}
+}
+
+func TestSchemaOutdated(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.EmptyDB(t, pgtest.Plain)
+	for _, args := range [][]string{nil, {"--once"}} {
+		r := run(t, env(dsn), args...)
+		if r.code != ExitRuntime {
+			t.Fatalf("%v on an unmigrated database: exit %d (%v), want %d", args, r.code, r.err, ExitRuntime)
+		}
+		if !errors.Is(r.err, store.ErrSchemaOutdated) || !strings.Contains(r.err.Error(), "run `usage-sync migrate`") {
+			t.Fatalf("%v: error %q should say the schema is outdated and to run usage-sync migrate", args, r.err)
+		}
+	}
+}
+
+func TestOnceWithNoUsers(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.MigratedDB(t, pgtest.Plain)
+	// --once runs even though SYNC_ENABLED is false.
+	r := run(t, env(dsn, "SYNC_ENABLED", "false"), "--once")
+	if r.code != 0 {
+		t.Fatalf("exit %d (%v); stderr:\n%s", r.code, r.err, r.stderr)
+	}
+	if !strings.Contains(r.stderr, `"trigger":"once"`) || !strings.Contains(r.stderr, "usage-sync: run ") {
+		t.Fatalf("stderr should hold the once cycle's log and its summary line:\n%s", r.stderr)
+	}
+}
+
+// daemon starts Run without arguments and returns a function that cancels it and returns its error.
+func daemon(t *testing.T, getenv func(string) string, stderr *output) func() error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, nil, getenv, &output{}, stderr) }()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return after its context was cancelled")
+			return nil
+		}
+	}
+	t.Cleanup(func() { cancel() })
+	return stop
+}
+
+func wait(t *testing.T, ch <-chan struct{}, what string, out *output) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no %s within 30s; stderr:\n%s", what, out.String())
+	}
+}
+
+func TestDaemonDisabled(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.MigratedDB(t, pgtest.Plain)
+	var stderr output
+	stop := daemon(t, env(dsn), &stderr)
+	wait(t, stderr.when(`"event":"schedule.disabled"`), "schedule.disabled event", &stderr)
+	if err := stop(); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+	if strings.Contains(stderr.String(), "sync.cycle") {
+		t.Fatalf("a disabled daemon ran a cycle:\n%s", stderr.String())
+	}
+}
+
+func TestDaemonEnabled(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.MigratedDB(t, pgtest.Plain)
+	var stderr output
+	stop := daemon(t, env(dsn, "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "@every 1s"), &stderr)
+	wait(t, stderr.when(`"trigger":"schedule"`), "scheduled cycle", &stderr)
+	if err := stop(); err != nil {
+		t.Fatalf("Run after cancel = %v, want nil", err)
+	}
+	if !strings.Contains(stderr.String(), `"event":"daemon.stopped"`) {
+		t.Fatalf("no daemon.stopped event:\n%s", stderr.String())
+	}
+}

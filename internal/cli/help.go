@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/usage-sync/usage-sync/internal/config"
+)
+
+const shortUsage = `Usage:
+  usage-sync                               run the daemon (syncs on SYNC_SCHEDULE when SYNC_ENABLED=true)
+  usage-sync --once [--all | --user UUID]  run one sync cycle and exit
+  usage-sync migrate                       apply the database schema and exit
+  usage-sync help | --help | --version
+Run "usage-sync --help" for details and the environment variables.
+`
+
+const helpText = `usage-sync keeps the dashboard's database in step with the Email Verification API.
+
+For every user in profiles it reads per-API-key request totals and tasks from the API, upserts
+them into api_keys, api_usage and tasks, charges the usage against user_credits through the
+append-only credit_ledger (exactly once, never below zero; shadow mode unless CHARGE_ENABLED=true),
+and records how each user's sync went in sync_state. Several workers may run at once: users are
+leased through the database.
+
+Usage:
+  usage-sync
+      Run the daemon. With SYNC_ENABLED=true it runs a sync cycle on SYNC_SCHEDULE (UTC), never
+      two at once; otherwise it only says so in its log and waits for a signal.
+  usage-sync --once [--all | --user UUID]
+      Run one cycle for every due user whatever SYNC_ENABLED says, print a one-line summary on
+      stderr and exit.
+  usage-sync migrate
+      Apply the database schema (needs only DATABASE_URL), print what was applied and exit.
+  usage-sync help | --help | -h
+      Show this help.
+  usage-sync --version
+      Print the version.
+
+Flags:
+  --once        run one cycle and exit
+  --all         with --once: also sync users that are backing off after failures
+  --user UUID   with --once: sync only this user, ignoring its backoff
+
+Exit codes:
+  0  done (--once: every user synced or was leased by another worker; daemon: stopped by a signal)
+  1  --once: some user failed, or was abandoned at shutdown (see the summary line)
+  2  usage or configuration error
+  3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
+     upstream client misconfigured
+
+Signals: SIGINT or SIGTERM stops gracefully (users in flight finish or are abandoned and
+retried later); a second one exits at once with code 130.
+
+Logs are JSON lines on stderr, one event per line ("event": "sync.user.done"); secrets never
+appear in them.
+
+Environment (an empty variable takes the default; config.example.env lists them all):
+`
+
+func writeHelp(w io.Writer) error {
+	if _, err := fmt.Fprint(w, helpText); err != nil {
+		return err
+	}
+	return config.Usage(w)
+}

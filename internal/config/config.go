@@ -1,0 +1,373 @@
+// Package config reads the worker's settings from the environment and checks them before anything starts.
+//
+// The struct tags follow kelseyhightower/envconfig, whose table renders --help, but Load reads
+// through a getenv function so that tests (and cli.Run) carry their own environment. Load differs
+// from envconfig.Process in one deliberate way: a getenv function cannot tell an empty variable
+// from an absent one, so an empty value always means "use the default" (envconfig would decode
+// the empty string, or fail for numbers and times). For DATABASE_URL, the one variable tagged
+// required, empty therefore means missing; Validate reports it, as it reports
+// UPSTREAM_BASE_URL and the pair UPSTREAM_ADMIN_TOKEN / SUPABASE_JWT_SECRET for syncing.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/usage-sync/usage-sync/internal/schedule"
+)
+
+// Config is every setting of the worker. Fields tagged secret:"true" never appear in logs or
+// errors: Redacted masks them.
+type Config struct {
+	DatabaseURL string `envconfig:"DATABASE_URL" required:"true" secret:"true" desc:"PostgreSQL to write to: a postgres:// URL or a key=value DSN"`
+	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" default:"8" desc:"connection pool size; at least SYNC_CONCURRENCY + 1"`
+	DBPoolMode  string `envconfig:"DB_POOL_MODE" default:"auto" desc:"auto, session or transaction; auto picks transaction on port 6543 (Supabase's transaction pooler)"`
+
+	UpstreamBaseURL    string        `envconfig:"UPSTREAM_BASE_URL" desc:"Email Verification API base URL, usually ending in /api/v1 (required to sync)"`
+	UpstreamAdminToken string        `envconfig:"UPSTREAM_ADMIN_TOKEN" secret:"true" desc:"admin token: call the API for every user with user_id= (this or SUPABASE_JWT_SECRET is required to sync)"`
+	SupabaseJWTSecret  string        `envconfig:"SUPABASE_JWT_SECRET" secret:"true" desc:"used when UPSTREAM_ADMIN_TOKEN is empty: mint a short-lived user JWT per user"`
+	UpstreamJWTTTL     time.Duration `envconfig:"UPSTREAM_JWT_TTL" default:"5m" desc:"lifetime of a minted user JWT"`
+	UpstreamTimeout    time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"timeout of one upstream request"`
+	UpstreamRetryMax   time.Duration `envconfig:"UPSTREAM_RETRY_MAX_ELAPSED" default:"2m" desc:"retry budget of one upstream call, waits included"`
+	UpstreamRetryAfter time.Duration `envconfig:"UPSTREAM_RETRY_AFTER_MAX" default:"60s" desc:"longest Retry-After the worker honours"`
+
+	SyncEnabled        bool          `envconfig:"SYNC_ENABLED" default:"false" desc:"the daemon schedules cycles only when true; --once runs regardless"`
+	SyncSchedule       string        `envconfig:"SYNC_SCHEDULE" default:"*/5 * * * *" desc:"5-field cron spec or descriptor such as @every 1m, in UTC"`
+	SyncConcurrency    int           `envconfig:"SYNC_CONCURRENCY" default:"4" desc:"users synced at once (1..64)"`
+	SyncLeaseTTL       time.Duration `envconfig:"SYNC_LEASE_TTL" default:"2m" desc:"lease on a user being synced, renewed while it runs (at least 10s)"`
+	SyncUserTimeout    time.Duration `envconfig:"SYNC_USER_TIMEOUT" default:"10m" desc:"longest sync of one user"`
+	FailureBackoffBase time.Duration `envconfig:"FAILURE_BACKOFF_BASE" default:"1m" desc:"first wait before retrying a user whose sync failed; doubles per failure"`
+	FailureBackoffMax  time.Duration `envconfig:"FAILURE_BACKOFF_MAX" default:"1h" desc:"longest wait before retrying a failed user"`
+
+	SettleLag       time.Duration `envconfig:"SETTLE_LAG" default:"2h" desc:"a UTC day is final once read this long after its end"`
+	MaxBackfillDays int           `envconfig:"MAX_BACKFILL_DAYS" default:"7" desc:"unsettled days re-read per cycle, at most (1..90)"`
+	TaskOverlap     time.Duration `envconfig:"TASK_OVERLAP" default:"10m" desc:"overlap of consecutive task listings"`
+	RevisionWindow  time.Duration `envconfig:"REVISION_WINDOW" default:"24h" desc:"finished tasks are re-read this long for revised counts"`
+
+	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" default:"false" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`
+	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's enrolment"`
+
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	WorkerID string `envconfig:"WORKER_ID" desc:"names this worker in leases and logs; empty: hostname-pid"`
+}
+
+// Mode says what the configuration is for.
+type Mode int
+
+const (
+	// ModeMigrate applies the schema: only the database settings matter.
+	ModeMigrate Mode = iota + 1
+	// ModeSync runs the daemon or --once: everything matters.
+	ModeSync
+)
+
+// field is one tagged field of Config.
+type field struct {
+	name   string
+	def    string
+	secret bool
+	value  reflect.Value
+	typ    reflect.Type
+}
+
+func fieldsOf(c *Config) []field {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	out := make([]field, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		name := sf.Tag.Get("envconfig")
+		if name == "" {
+			continue
+		}
+		out = append(out, field{
+			name:   name,
+			def:    sf.Tag.Get("default"),
+			secret: sf.Tag.Get("secret") == "true",
+			value:  v.Field(i),
+			typ:    sf.Type,
+		})
+	}
+	return out
+}
+
+// Load reads every variable through getenv and decodes it as envconfig would (strings, bools via
+// strconv.ParseBool, integers with base prefixes, durations, RFC 3339 times). An empty or absent
+// variable takes its default. A value that does not decode keeps the default, and its problem is
+// returned together with the others, one per line, so Validate can still be run on the result.
+func Load(getenv func(string) string) (Config, error) {
+	var c Config
+	var problems []error
+	for _, f := range fieldsOf(&c) {
+		if f.def != "" {
+			if err := decode(f.def, f.value); err != nil {
+				// A broken default tag is a programming error; the defaults test catches it.
+				problems = append(problems, fmt.Errorf("%s: default %q does not decode: %v", f.name, f.def, err))
+			}
+		}
+		raw := getenv(f.name)
+		if raw == "" {
+			continue
+		}
+		parsed := reflect.New(f.typ).Elem()
+		if err := decode(raw, parsed); err != nil {
+			shown := strconv.Quote(raw)
+			if f.secret {
+				shown = "(value hidden)"
+			}
+			problems = append(problems, fmt.Errorf("%s %s: %s", f.name, shown, decodeHint(f)))
+			continue
+		}
+		f.value.Set(parsed)
+	}
+	return c, errors.Join(problems...)
+}
+
+func isDuration(t reflect.Type) bool { return t == reflect.TypeOf(time.Duration(0)) }
+func isTimePtr(t reflect.Type) bool  { return t == reflect.TypeOf((*time.Time)(nil)) }
+
+func decode(raw string, v reflect.Value) error {
+	switch {
+	case isDuration(v.Type()):
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case isTimePtr(v.Type()):
+		// time.Time's UnmarshalText is what envconfig uses: RFC 3339, any fractional precision kept.
+		t := new(time.Time)
+		if err := t.UnmarshalText([]byte(raw)); err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(t))
+	case v.Kind() == reflect.String:
+		v.SetString(raw)
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64:
+		n, err := strconv.ParseInt(raw, 0, v.Type().Bits())
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}
+
+func decodeHint(f field) string {
+	switch {
+	case isDuration(f.typ):
+		return fmt.Sprintf("is not a duration: use a number with a unit (ns, us, ms, s, m, h), such as %q", f.def)
+	case isTimePtr(f.typ):
+		return `is not an RFC 3339 timestamp: use a UTC instant such as "2026-01-01T00:00:00Z" (fractional seconds are kept), or leave it empty`
+	case f.typ.Kind() == reflect.Bool:
+		return "is not a boolean: set it to true or false"
+	case f.typ.Kind() >= reflect.Int && f.typ.Kind() <= reflect.Int64:
+		return fmt.Sprintf("is not a whole number: set a number such as %s", f.def)
+	default:
+		return "cannot be read"
+	}
+}
+
+// Validate reports every problem of c for mode, one per line, each naming the variable, what is
+// wrong and how to fix it. Secret values are never quoted.
+func (c Config) Validate(mode Mode) error {
+	var p problems
+	c.validateDatabase(&p)
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		p.addf("LOG_LEVEL %q is not a level: set it to debug, info, warn or error", c.LogLevel)
+	}
+	if mode == ModeSync {
+		c.validateUpstream(&p)
+		c.validateSync(&p)
+	}
+	return p.err()
+}
+
+type problems []error
+
+func (p *problems) addf(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+func (p problems) err() error                       { return errors.Join(p...) }
+
+func (c Config) validateDatabase(p *problems) {
+	switch dsn := strings.TrimSpace(c.DatabaseURL); {
+	case dsn == "":
+		p.addf("DATABASE_URL is empty: set it to the database to sync into, e.g. postgres://user:password@host:5432/postgres")
+	case strings.Contains(dsn, "://"):
+		u, err := url.Parse(dsn)
+		// url.Parse errors quote the whole URL, password included: never pass them on.
+		if err != nil {
+			p.addf("DATABASE_URL is not a valid URL: check its escaping (a password with @, : or / must be percent-encoded)")
+		} else if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+			p.addf("DATABASE_URL %s has scheme %q: use postgres:// (or a key=value DSN)", RedactDSN(dsn), u.Scheme)
+		}
+	case !strings.Contains(dsn, "="):
+		p.addf("DATABASE_URL is neither a postgres:// URL nor a key=value DSN: use e.g. postgres://user:password@host:5432/postgres")
+	}
+	if c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
+		p.addf("DB_MAX_CONNS %d is out of range: set 1 to 1000 (default 8)", c.DBMaxConns)
+	}
+	switch c.DBPoolMode {
+	case "auto", "session", "transaction":
+	default:
+		p.addf("DB_POOL_MODE %q is not a pool mode: set auto, session or transaction", c.DBPoolMode)
+	}
+}
+
+func (c Config) validateUpstream(p *problems) {
+	if raw := strings.TrimSpace(c.UpstreamBaseURL); raw == "" {
+		p.addf("UPSTREAM_BASE_URL is empty: set it to the Email Verification API, e.g. https://api.example.com/api/v1")
+	} else if u, err := url.Parse(raw); err != nil {
+		p.addf("UPSTREAM_BASE_URL is not a valid URL: set it to e.g. https://api.example.com/api/v1")
+	} else if u.User != nil {
+		p.addf("UPSTREAM_BASE_URL carries credentials before its host: remove them and put the token in UPSTREAM_ADMIN_TOKEN")
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.addf("UPSTREAM_BASE_URL %q is not an absolute http(s) URL: use e.g. https://api.example.com/api/v1", raw)
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		// The query is not shown: it is where a misplaced token would sit.
+		p.addf("UPSTREAM_BASE_URL %s://%s%s has a query or fragment: give only scheme, host and path, e.g. https://api.example.com/api/v1", u.Scheme, u.Host, u.Path)
+	}
+	if c.UpstreamAdminToken == "" && c.SupabaseJWTSecret == "" {
+		p.addf("UPSTREAM_ADMIN_TOKEN and SUPABASE_JWT_SECRET are both empty: set UPSTREAM_ADMIN_TOKEN to call the API as admin, or SUPABASE_JWT_SECRET to mint per-user tokens")
+	}
+	c.positive(p, "UPSTREAM_JWT_TTL", c.UpstreamJWTTTL, 0)
+	c.positive(p, "UPSTREAM_TIMEOUT", c.UpstreamTimeout, 0)
+	c.positive(p, "UPSTREAM_RETRY_MAX_ELAPSED", c.UpstreamRetryMax, 0)
+	c.positive(p, "UPSTREAM_RETRY_AFTER_MAX", c.UpstreamRetryAfter, 0)
+}
+
+func (c Config) validateSync(p *problems) {
+	if _, err := schedule.Parse(c.SyncSchedule); err != nil {
+		p.addf(`SYNC_SCHEDULE %q: %v: use a 5-field cron spec such as "*/5 * * * *" (UTC)`, c.SyncSchedule, err)
+	}
+	if c.SyncConcurrency < 1 || c.SyncConcurrency > 64 {
+		p.addf("SYNC_CONCURRENCY %d is out of range: set 1 to 64 (default 4)", c.SyncConcurrency)
+	} else if c.DBMaxConns >= 1 && c.DBMaxConns < c.SyncConcurrency+1 {
+		p.addf("DB_MAX_CONNS %d is below SYNC_CONCURRENCY + 1 (%d): each user in flight holds a connection and claiming needs one more; raise DB_MAX_CONNS or lower SYNC_CONCURRENCY", c.DBMaxConns, c.SyncConcurrency+1)
+	}
+	c.positive(p, "SYNC_LEASE_TTL", c.SyncLeaseTTL, 10*time.Second)
+	c.positive(p, "SYNC_USER_TIMEOUT", c.SyncUserTimeout, 0)
+	c.positive(p, "FAILURE_BACKOFF_BASE", c.FailureBackoffBase, 0)
+	c.positive(p, "FAILURE_BACKOFF_MAX", c.FailureBackoffMax, 0)
+	if c.FailureBackoffBase > 0 && c.FailureBackoffMax < c.FailureBackoffBase {
+		p.addf("FAILURE_BACKOFF_MAX %s is below FAILURE_BACKOFF_BASE %s: raise the maximum or lower the base", c.FailureBackoffMax, c.FailureBackoffBase)
+	}
+	// Zero is not "immediately" for these: the syncer would read it as "use the default".
+	c.positive(p, "SETTLE_LAG", c.SettleLag, 0)
+	c.positive(p, "TASK_OVERLAP", c.TaskOverlap, 0)
+	c.positive(p, "REVISION_WINDOW", c.RevisionWindow, 0)
+	if c.MaxBackfillDays < 1 || c.MaxBackfillDays > 90 {
+		p.addf("MAX_BACKFILL_DAYS %d is out of range: set 1 to 90 (default 7)", c.MaxBackfillDays)
+	}
+}
+
+// positive reports d unless it is above zero and at least min.
+func (Config) positive(p *problems, name string, d, min time.Duration) {
+	switch {
+	case d <= 0:
+		p.addf("%s %s is not positive: set a duration above zero, or leave it empty for the default", name, d)
+	case d < min:
+		p.addf("%s %s is too short: set at least %s", name, d, min)
+	}
+}
+
+// Redacted is every variable's effective value for the start-up log: the database password is
+// masked, and tokens and the JWT secret show only whether they are set.
+func (c Config) Redacted() map[string]string {
+	out := make(map[string]string)
+	for _, f := range fieldsOf(&c) {
+		var s string
+		switch v := f.value.Interface().(type) {
+		case *time.Time:
+			if v != nil {
+				s = v.Format(time.RFC3339Nano)
+			}
+		default:
+			s = fmt.Sprint(v)
+		}
+		switch {
+		case f.name == "DATABASE_URL":
+			s = RedactDSN(s)
+		case f.secret && s != "":
+			s = "(set)"
+		}
+		out[f.name] = s
+	}
+	return out
+}
+
+// Names lists every variable Config reads, sorted.
+func Names() []string {
+	var c Config
+	var out []string
+	for _, f := range fieldsOf(&c) {
+		out = append(out, f.name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Usage writes the table of variables (name, type, default, required, meaning) for --help.
+func Usage(w io.Writer) error {
+	const format = `  VARIABLE	TYPE	DEFAULT	MEANING
+{{range .}}  {{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{if usage_required .}}required: {{end}}{{usage_description .}}
+{{end}}`
+	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
+	if err := envconfig.Usagef("", &Config{}, tw, format); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// RedactDSN masks the password of a postgres:// URL (postgres://user:xxxxx@host/db) or of a
+// key=value DSN. An unparsable URL is not shown at all: it may hold the password anywhere.
+func RedactDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	if !strings.Contains(dsn, "://") {
+		kvPassword := regexp.MustCompile(`(?i)(\b[a-z]*password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
+		return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	masked := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+			masked = true
+		}
+	}
+	if masked {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

@@ -1,0 +1,477 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// env turns a map into a getenv function.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// valid is a minimal environment that validates for syncing.
+func valid() map[string]string {
+	return map[string]string{
+		"DATABASE_URL":         "postgres://app:s3cret-pw@db.internal:5432/postgres",
+		"UPSTREAM_BASE_URL":    "https://api.example.com/api/v1",
+		"UPSTREAM_ADMIN_TOKEN": "admin-tok-123",
+	}
+}
+
+func with(base map[string]string, kv ...string) map[string]string {
+	m := make(map[string]string, len(base)+len(kv)/2)
+	for k, v := range base {
+		m[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+// readExample returns config.example.env's assignments, quotes stripped as a shell would.
+func readExample(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", "config.example.env"))
+	if err != nil {
+		t.Fatalf("open example: %v", err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("example line %q is not KEY=VALUE", line)
+		}
+		if len(v) >= 2 && (v[0] == '\'' || v[0] == '"') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		if _, dup := out[k]; dup {
+			t.Fatalf("example sets %s twice", k)
+		}
+		out[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read example: %v", err)
+	}
+	return out
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	got, err := Load(env(nil))
+	if err != nil {
+		t.Fatalf("Load(empty): %v", err)
+	}
+	want := Config{
+		DBMaxConns:         8,
+		DBPoolMode:         "auto",
+		UpstreamJWTTTL:     5 * time.Minute,
+		UpstreamTimeout:    30 * time.Second,
+		UpstreamRetryMax:   2 * time.Minute,
+		UpstreamRetryAfter: 60 * time.Second,
+		SyncSchedule:       "*/5 * * * *",
+		SyncConcurrency:    4,
+		SyncLeaseTTL:       2 * time.Minute,
+		SyncUserTimeout:    10 * time.Minute,
+		FailureBackoffBase: time.Minute,
+		FailureBackoffMax:  time.Hour,
+		SettleLag:          2 * time.Hour,
+		MaxBackfillDays:    7,
+		TaskOverlap:        10 * time.Minute,
+		RevisionWindow:     24 * time.Hour,
+		LogLevel:           "info",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLoadDecodes(t *testing.T) {
+	t.Parallel()
+	got, err := Load(env(map[string]string{
+		"DB_MAX_CONNS":      "0x10", // envconfig parses integers with base prefixes
+		"SYNC_ENABLED":      "1",
+		"CHARGE_ENABLED":    "TRUE",
+		"SYNC_LEASE_TTL":    "90s",
+		"SYNC_SCHEDULE":     "@every 1m",
+		"WORKER_ID":         "w-1",
+		"CHARGE_FROM":       "2026-01-02T03:04:05.123456789Z",
+		"MAX_BACKFILL_DAYS": "30",
+	}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got.DBMaxConns != 16 || !got.SyncEnabled || !got.ChargeEnabled || got.SyncLeaseTTL != 90*time.Second ||
+		got.SyncSchedule != "@every 1m" || got.WorkerID != "w-1" || got.MaxBackfillDays != 30 {
+		t.Fatalf("decoded %+v", got)
+	}
+	if got.ChargeFrom == nil || got.ChargeFrom.Nanosecond() != 123456789 ||
+		!got.ChargeFrom.Equal(time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)) {
+		t.Fatalf("CHARGE_FROM = %v, want 2026-01-02T03:04:05.123456789Z at full precision", got.ChargeFrom)
+	}
+}
+
+func TestChargeFromOffsetKeepsInstant(t *testing.T) {
+	t.Parallel()
+	got, err := Load(env(map[string]string{"CHARGE_FROM": "2026-01-02T05:04:05.000000001+02:00"}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if want := time.Date(2026, 1, 2, 3, 4, 5, 1, time.UTC); !got.ChargeFrom.Equal(want) {
+		t.Fatalf("CHARGE_FROM = %v, want %v", got.ChargeFrom, want)
+	}
+}
+
+func TestEmptyMeansDefault(t *testing.T) {
+	t.Parallel()
+	m := with(valid(), "SYNC_CONCURRENCY", "", "SYNC_SCHEDULE", "", "CHARGE_FROM", "", "SYNC_ENABLED", "", "LOG_LEVEL", "")
+	c, err := Load(env(m))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.SyncConcurrency != 4 || c.SyncSchedule != "*/5 * * * *" || c.ChargeFrom != nil || c.SyncEnabled || c.LogLevel != "info" {
+		t.Fatalf("empty values did not take defaults: %+v", c)
+	}
+	if err := c.Validate(ModeSync); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+
+	// DATABASE_URL is required: empty is missing, not a default.
+	c, err = Load(env(with(valid(), "DATABASE_URL", "")))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if err := c.Validate(ModeMigrate); err == nil || !strings.Contains(err.Error(), "DATABASE_URL is empty") {
+		t.Fatalf("Validate(empty DATABASE_URL) = %v, want DATABASE_URL is empty", err)
+	}
+}
+
+func TestLoadBadValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, value, want string
+	}{
+		{"DB_MAX_CONNS", "eight", "is not a whole number"},
+		{"SYNC_CONCURRENCY", "4.5", "is not a whole number"},
+		{"MAX_BACKFILL_DAYS", "7d", "is not a whole number"},
+		{"SYNC_ENABLED", "yes", "is not a boolean"},
+		{"CHARGE_ENABLED", "on", "is not a boolean"},
+		{"SYNC_LEASE_TTL", "120", "is not a duration"},
+		{"SETTLE_LAG", "2 hours", "is not a duration"},
+		{"CHARGE_FROM", "2026-01-01", "is not an RFC 3339 timestamp"},
+		{"CHARGE_FROM", "2026-01-01 00:00:00Z", "is not an RFC 3339 timestamp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(with(valid(), tt.name, tt.value)))
+			if err == nil {
+				t.Fatalf("Load accepted %s=%q", tt.name, tt.value)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, tt.name+" ") || !strings.Contains(msg, tt.want) || !strings.Contains(msg, tt.value) {
+				t.Fatalf("error %q should name %s, quote %q and say %q", msg, tt.name, tt.value, tt.want)
+			}
+			// The rest still loads, with the default in place of the bad value.
+			if c.UpstreamBaseURL != "https://api.example.com/api/v1" {
+				t.Fatalf("other variables not loaded: %+v", c)
+			}
+			if err := c.Validate(ModeSync); err != nil {
+				t.Fatalf("a bad value should leave its default, which validates: %v", err)
+			}
+		})
+	}
+}
+
+func TestValidateProblems(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		mode Mode
+		want string // "" means valid
+	}{
+		{"valid sync", valid(), ModeSync, ""},
+		{"migrate needs only the database", map[string]string{"DATABASE_URL": "postgres://localhost/db"}, ModeMigrate, ""},
+		{"key=value DSN", with(valid(), "DATABASE_URL", "host=db user=app password=pw dbname=x"), ModeSync, ""},
+		{"missing database", with(valid(), "DATABASE_URL", ""), ModeSync, "DATABASE_URL is empty"},
+		{"database scheme", with(valid(), "DATABASE_URL", "mysql://u@h/db"), ModeMigrate, `DATABASE_URL mysql://u@h/db has scheme "mysql"`},
+		{"database garbage", with(valid(), "DATABASE_URL", "localhost"), ModeMigrate, "DATABASE_URL is neither"},
+		{"pool mode", with(valid(), "DB_POOL_MODE", "statement"), ModeMigrate, `DB_POOL_MODE "statement" is not a pool mode`},
+		{"max conns", with(valid(), "DB_MAX_CONNS", "0"), ModeMigrate, "DB_MAX_CONNS 0 is out of range"},
+		{"log level", with(valid(), "LOG_LEVEL", "verbose"), ModeMigrate, `LOG_LEVEL "verbose" is not a level`},
+		{"missing base URL", with(valid(), "UPSTREAM_BASE_URL", ""), ModeSync, "UPSTREAM_BASE_URL is empty"},
+		{"relative base URL", with(valid(), "UPSTREAM_BASE_URL", "api.example.com/api/v1"), ModeSync, "UPSTREAM_BASE_URL \"api.example.com/api/v1\" is not an absolute http(s) URL"},
+		{"ftp base URL", with(valid(), "UPSTREAM_BASE_URL", "ftp://api.example.com/api/v1"), ModeSync, "is not an absolute http(s) URL"},
+		{"base URL query", with(valid(), "UPSTREAM_BASE_URL", "https://api.example.com/api/v1?x=1"), ModeSync, "UPSTREAM_BASE_URL https://api.example.com/api/v1 has a query"},
+		{"no credentials", with(valid(), "UPSTREAM_ADMIN_TOKEN", ""), ModeSync,
+			"UPSTREAM_ADMIN_TOKEN and SUPABASE_JWT_SECRET are both empty: set UPSTREAM_ADMIN_TOKEN to call the API as admin, or SUPABASE_JWT_SECRET to mint per-user tokens"},
+		{"JWT secret suffices", with(valid(), "UPSTREAM_ADMIN_TOKEN", "", "SUPABASE_JWT_SECRET", "jwt-secret"), ModeSync, ""},
+		{"schedule fields", with(valid(), "SYNC_SCHEDULE", "*/5 * *"), ModeSync,
+			`SYNC_SCHEDULE "*/5 * *": expected 5 fields, found 3: use a 5-field cron spec such as "*/5 * * * *" (UTC)`},
+		{"schedule seconds field", with(valid(), "SYNC_SCHEDULE", "0 */5 * * * *"), ModeSync, "SYNC_SCHEDULE \"0 */5 * * * *\": expected 5 fields, found 6"},
+		{"schedule range", with(valid(), "SYNC_SCHEDULE", "99 * * * *"), ModeSync, `SYNC_SCHEDULE "99 * * * *"`},
+		{"schedule descriptor", with(valid(), "SYNC_SCHEDULE", "@every 1m"), ModeSync, ""},
+		{"schedule ignored for migrate", with(valid(), "SYNC_SCHEDULE", "nope"), ModeMigrate, ""},
+		{"concurrency low", with(valid(), "SYNC_CONCURRENCY", "0"), ModeSync, "SYNC_CONCURRENCY 0 is out of range"},
+		{"concurrency high", with(valid(), "SYNC_CONCURRENCY", "65", "DB_MAX_CONNS", "100"), ModeSync, "SYNC_CONCURRENCY 65 is out of range"},
+		{"pool too small", with(valid(), "SYNC_CONCURRENCY", "8"), ModeSync, "DB_MAX_CONNS 8 is below SYNC_CONCURRENCY + 1 (9)"},
+		{"lease short", with(valid(), "SYNC_LEASE_TTL", "5s"), ModeSync, "SYNC_LEASE_TTL 5s is too short: set at least 10s"},
+		{"user timeout", with(valid(), "SYNC_USER_TIMEOUT", "0s"), ModeSync, "SYNC_USER_TIMEOUT 0s is not positive"},
+		{"backoff order", with(valid(), "FAILURE_BACKOFF_BASE", "2h"), ModeSync, "FAILURE_BACKOFF_MAX 1h0m0s is below FAILURE_BACKOFF_BASE 2h0m0s"},
+		{"backoff base", with(valid(), "FAILURE_BACKOFF_BASE", "-1m"), ModeSync, "FAILURE_BACKOFF_BASE -1m0s is not positive"},
+		{"settle lag", with(valid(), "SETTLE_LAG", "0s"), ModeSync, "SETTLE_LAG 0s is not positive"},
+		{"task overlap", with(valid(), "TASK_OVERLAP", "-5m"), ModeSync, "TASK_OVERLAP -5m0s is not positive"},
+		{"revision window", with(valid(), "REVISION_WINDOW", "0s"), ModeSync, "REVISION_WINDOW 0s is not positive"},
+		{"backfill", with(valid(), "MAX_BACKFILL_DAYS", "91"), ModeSync, "MAX_BACKFILL_DAYS 91 is out of range"},
+		{"JWT TTL", with(valid(), "UPSTREAM_JWT_TTL", "0s"), ModeSync, "UPSTREAM_JWT_TTL 0s is not positive"},
+		{"timeout", with(valid(), "UPSTREAM_TIMEOUT", "-1s"), ModeSync, "UPSTREAM_TIMEOUT -1s is not positive"},
+		{"retry budget", with(valid(), "UPSTREAM_RETRY_MAX_ELAPSED", "0s"), ModeSync, "UPSTREAM_RETRY_MAX_ELAPSED 0s is not positive"},
+		{"retry-after cap", with(valid(), "UPSTREAM_RETRY_AFTER_MAX", "0s"), ModeSync, "UPSTREAM_RETRY_AFTER_MAX 0s is not positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(tt.env))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			err = c.Validate(tt.mode)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("Validate accepted it, want %q", tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("Validate = %q\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateCollectsAllProblems(t *testing.T) {
+	t.Parallel()
+	c, err := Load(env(map[string]string{"SYNC_SCHEDULE": "x", "SYNC_CONCURRENCY": "0", "DB_POOL_MODE": "x"}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	err = c.Validate(ModeSync)
+	if err == nil {
+		t.Fatal("Validate accepted an empty environment")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, name := range []string{"DATABASE_URL", "DB_POOL_MODE", "UPSTREAM_BASE_URL", "UPSTREAM_ADMIN_TOKEN", "SYNC_SCHEDULE", "SYNC_CONCURRENCY"} {
+		n := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, name+" ") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d lines start with %s, want 1:\n%s", n, name, err)
+		}
+	}
+	if len(lines) != 6 {
+		t.Errorf("%d problems, want 6:\n%s", len(lines), err)
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	t.Parallel()
+	const pw, tok = "Hunter2-pw", "tok-Sekrit"
+	tests := []struct {
+		name string
+		env  map[string]string
+		mode Mode
+	}{
+		{"bad scheme", with(valid(), "DATABASE_URL", "mysql://app:"+pw+"@h/db"), ModeMigrate},
+		{"bad URL escaping", with(valid(), "DATABASE_URL", "postgres://app:"+pw+"%zz@h/db"), ModeMigrate},
+		{"URL-looking garbage", with(valid(), "DATABASE_URL", "postgres://app:"+pw+"@h:port/db"), ModeMigrate},
+		{"base URL credentials", with(valid(), "UPSTREAM_BASE_URL", "https://"+tok+":"+pw+"@api.example.com/api/v1"), ModeSync},
+		{"base URL token query", with(valid(), "UPSTREAM_BASE_URL", "https://api.example.com/api/v1?token="+tok), ModeSync},
+		{"errors next to secrets", with(valid(), "DATABASE_URL", "postgres://app:"+pw+"@h/db", "UPSTREAM_ADMIN_TOKEN", tok,
+			"SUPABASE_JWT_SECRET", pw, "SYNC_SCHEDULE", "bad", "SYNC_CONCURRENCY", "0"), ModeSync},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(tt.env))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			err = c.Validate(tt.mode)
+			if err == nil {
+				t.Fatal("Validate accepted it")
+			}
+			if strings.Contains(err.Error(), pw) || strings.Contains(err.Error(), tok) {
+				t.Fatalf("error reveals a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		dsn, want string
+	}{
+		{"postgres://app:s3cret@db:5432/postgres?sslmode=require", "postgres://app:xxxxx@db:5432/postgres?sslmode=require"},
+		{"postgres://app@db/postgres", "postgres://app@db/postgres"},
+		{"postgres://app@db/postgres?password=s3cret", "postgres://app@db/postgres?password=xxxxx"},
+		{"host=db user=app password=s3cret dbname=x", "host=db user=app password=xxxxx dbname=x"},
+		{"host=db password = 's3 cret' dbname=x", "host=db password = xxxxx dbname=x"},
+		{"postgres://app:s3cret%zz@db/postgres", "(unparsable URL)"},
+	}
+	for _, tt := range tests {
+		if got := RedactDSN(tt.dsn); got != tt.want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", tt.dsn, got, tt.want)
+		}
+	}
+
+	c, err := Load(env(with(valid(), "SUPABASE_JWT_SECRET", "jwt-s3cret", "CHARGE_FROM", "2026-01-01T00:00:00.5Z")))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	r := c.Redacted()
+	if len(r) != len(Names()) {
+		t.Errorf("Redacted has %d entries, want one per variable (%d)", len(r), len(Names()))
+	}
+	for k, v := range r {
+		for _, secret := range []string{"s3cret-pw", "admin-tok-123", "jwt-s3cret"} {
+			if strings.Contains(v, secret) {
+				t.Errorf("Redacted()[%s] = %q reveals a secret", k, v)
+			}
+		}
+	}
+	if r["DATABASE_URL"] != "postgres://app:xxxxx@db.internal:5432/postgres" || r["UPSTREAM_ADMIN_TOKEN"] != "(set)" ||
+		r["SUPABASE_JWT_SECRET"] != "(set)" || r["CHARGE_FROM"] != "2026-01-01T00:00:00.5Z" || r["SYNC_CONCURRENCY"] != "4" {
+		t.Errorf("Redacted = %v", r)
+	}
+}
+
+// TestExampleValidates holds config.example.env to the code: it sets every variable the loader
+// reads, its values validate, and each non-empty value is the variable's default (except the
+// placeholders a deployment must replace).
+func TestExampleValidates(t *testing.T) {
+	t.Parallel()
+	ex := readExample(t)
+	var missing, extra []string
+	names := map[string]bool{}
+	for _, n := range Names() {
+		names[n] = true
+		if _, ok := ex[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	for k := range ex {
+		if !names[k] {
+			extra = append(extra, k)
+		}
+	}
+	if len(missing) > 0 || len(extra) > 0 {
+		t.Fatalf("config.example.env is out of step with Config: missing %v, unknown %v", missing, extra)
+	}
+	c, err := Load(env(ex))
+	if err != nil {
+		t.Fatalf("Load(example): %v", err)
+	}
+	if err := c.Validate(ModeSync); err != nil {
+		t.Fatalf("example does not validate:\n%v", err)
+	}
+	defaults, _ := Load(env(nil))
+	got, def := c.Redacted(), defaults.Redacted()
+	for _, placeholder := range []string{"DATABASE_URL", "UPSTREAM_BASE_URL", "UPSTREAM_ADMIN_TOKEN"} {
+		delete(got, placeholder)
+		delete(def, placeholder)
+	}
+	if !reflect.DeepEqual(got, def) {
+		t.Fatalf("example values differ from the defaults:\nexample  %v\ndefaults %v", got, def)
+	}
+}
+
+func TestUsageListsEveryVariable(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	if err := Usage(&buf); err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	for _, n := range Names() {
+		if !strings.Contains(buf.String(), n) {
+			t.Errorf("usage table lacks %s:\n%s", n, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), "*/5 * * * *") {
+		t.Errorf("usage table lacks the schedule default:\n%s", buf.String())
+	}
+}
+
+// TestLoadMatchesEnvconfig holds Load to envconfig.Process as the reference decoder, on the
+// example's values and on values that exercise each decoding rule. It sets the process
+// environment, so it cannot run in parallel.
+func TestLoadMatchesEnvconfig(t *testing.T) {
+	ex := readExample(t)
+	tests := []struct {
+		name  string
+		extra map[string]string
+	}{
+		{"example", nil},
+		{"charge from with nanoseconds", map[string]string{"CHARGE_FROM": "2026-03-01T00:00:00.123456789Z"}},
+		{"charge from with offset", map[string]string{"CHARGE_FROM": "2026-03-01T02:00:00.5+02:00"}},
+		{"prefixes and bools", map[string]string{"DB_MAX_CONNS": "0x10", "SYNC_CONCURRENCY": "010", "SYNC_ENABLED": "T", "CHARGE_ENABLED": "1"}},
+		{"durations", map[string]string{"SETTLE_LAG": "1h30m", "TASK_OVERLAP": "90s", "SYNC_LEASE_TTL": "2m0.5s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := with(ex)
+			for k, v := range tt.extra {
+				m[k] = v
+			}
+			for _, n := range Names() {
+				// Empty values are where the two loaders differ on purpose (see the package
+				// comment): leave those variables unset, which both read as "default".
+				if v := m[n]; v != "" {
+					t.Setenv(n, v)
+				} else {
+					t.Setenv(n, "")
+					os.Unsetenv(n)
+				}
+			}
+			got, err := Load(os.Getenv)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			var ref Config
+			if err := envconfig.Process("", &ref); err != nil {
+				t.Fatalf("envconfig.Process: %v", err)
+			}
+			// envconfig allocates every nil pointer to a struct, so an absent CHARGE_FROM comes
+			// back as a pointer to the zero time; Load leaves it nil, which the syncer needs.
+			if ref.ChargeFrom != nil && ref.ChargeFrom.IsZero() {
+				ref.ChargeFrom = nil
+			}
+			if (got.ChargeFrom == nil) != (ref.ChargeFrom == nil) ||
+				(got.ChargeFrom != nil && !got.ChargeFrom.Equal(*ref.ChargeFrom)) {
+				t.Fatalf("CHARGE_FROM: Load %v, envconfig %v", got.ChargeFrom, ref.ChargeFrom)
+			}
+			got.ChargeFrom, ref.ChargeFrom = nil, nil
+			if !reflect.DeepEqual(got, ref) {
+				t.Fatalf("Load and envconfig disagree:\n  Load      %+v\n  envconfig %+v", got, ref)
+			}
+		})
+	}
+}

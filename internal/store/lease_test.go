@@ -1,0 +1,91 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/usage-sync/usage-sync/internal/store"
+)
+
+func TestLeasesFenceAStaleWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, users := setup(t, 10)
+	if _, err := st.Enrol(ctx); err != nil {
+		t.Fatal(err)
+	}
+	since, err := st.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(owner string) store.ClaimRequest {
+		return store.ClaimRequest{Owner: owner, RunID: owner, Since: since, TTL: time.Minute, UserID: users[0]}
+	}
+	a, err := st.Claim(ctx, req("a"))
+	if err != nil || a == nil {
+		t.Fatalf("a claims: %v %v", a, err)
+	}
+	if b, err := st.Claim(ctx, req("b")); err != nil || b != nil {
+		t.Fatalf("b claimed a live lease: %v %v", b, err)
+	}
+	if n, _ := st.LeasedElsewhere(ctx, req("b")); n != 1 {
+		t.Fatalf("LeasedElsewhere = %d, want 1", n)
+	}
+	// a stalls past its lease (as a crashed or paused worker would); b takes the user over.
+	if _, err := st.Pool().Exec(ctx, `update sync_state set lease_expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.Claim(ctx, req("b"))
+	if err != nil || b == nil || b.Token <= a.Token {
+		t.Fatalf("b could not take over an expired lease: %+v %v", b, err)
+	}
+	charge := []store.Charge{{UserID: users[0], Family: store.FamilyTask, Subject: "t", Total: 3}}
+	if _, err := st.Apply(ctx, a, &store.UserSync{RunID: "a", Charges: charge}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale worker's apply = %v, want ErrLeaseLost", err)
+	}
+	if err := st.Renew(ctx, a, time.Minute); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale worker's renew = %v, want ErrLeaseLost", err)
+	}
+	if _, err := st.RecordFailure(ctx, a, store.Failure{Error: "x", Backoff: time.Minute}); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale worker's failure record = %v, want ErrLeaseLost", err)
+	}
+	if n := balance(t, st, users[0]); n != 10 {
+		t.Fatalf("the stale worker's charges landed: balance %d", n)
+	}
+	res, err := st.Apply(ctx, b, &store.UserSync{RunID: "b", Charges: charge})
+	if err != nil || res.Charge.Debited != 3 || res.Status != "ok" {
+		t.Fatalf("current worker's apply = %+v, %v", res, err)
+	}
+}
+
+func TestTransactionPoolerModeRunsWithoutPreparedStatements(t *testing.T) {
+	t.Parallel()
+	if got := store.ResolvePoolMode("auto", 6543); got != "transaction" {
+		t.Fatalf("port 6543 resolves to %q", got)
+	}
+	if got := store.ResolvePoolMode("auto", 5432); got != "session" {
+		t.Fatalf("port 5432 resolves to %q", got)
+	}
+	ctx := context.Background()
+	st0, users := setup(t, 5)
+	_ = st0
+	dsn := st0.Pool().Config().ConnString()
+	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 1, PoolMode: "transaction"}) // one connection: the check below sees the one that charged
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if st.PoolMode() != "transaction" {
+		t.Fatalf("mode %s", st.PoolMode())
+	}
+	res, err := st.Charge(ctx, []store.Charge{{UserID: users[0], Family: store.FamilyKey, Subject: "k/2026-01-01", Total: 4}}, false)
+	if err != nil || res.Debited != 4 {
+		t.Fatalf("charge in transaction mode: %+v %v", res, err)
+	}
+	var prepared int
+	if err := st.Pool().QueryRow(ctx, `select count(*) from pg_prepared_statements`).Scan(&prepared); err != nil || prepared != 0 {
+		t.Fatalf("%d prepared statements on a transaction-mode connection (%v)", prepared, err)
+	}
+}
