@@ -83,8 +83,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "help":
 		return writeHelp(stdout)
-	// Further subcommands (the reconciliation "report", say) go here as
-	// `case "report": return runReport(ctx, args[1:], getenv, stdout, stderr)`.
+	case "report":
+		return runReport(ctx, args[1:], getenv, stdout, stderr)
 	default:
 		return runSync(ctx, args, getenv, stdout, stderr)
 	}

@@ -11,6 +11,7 @@ const shortUsage = `Usage:
   usage-sync                               run the daemon (syncs on SYNC_SCHEDULE when SYNC_ENABLED=true)
   usage-sync --once [--all | --user UUID]  run one sync cycle and exit
   usage-sync migrate                       apply the database schema and exit
+  usage-sync report --user UUID [--days N] usage, charges and shortfall per UTC day
   usage-sync help | --help | --version
 Run "usage-sync --help" for details and the environment variables.
 `
@@ -32,6 +33,11 @@ Usage:
       stderr and exit.
   usage-sync migrate
       Apply the database schema (needs only DATABASE_URL), print what was applied and exit.
+  usage-sync report --user UUID [--days 14]
+      Print, per UTC day, the user's requests by key and by the per-purpose totals, the
+      requests no listed key accounts for (keys revoked before a listing showed them), the
+      billable emails of finished tasks, and what was charged, debited, short and shadow-charged.
+      Read-only; needs only DATABASE_URL.
   usage-sync help | --help | -h
       Show this help.
   usage-sync --version

@@ -1,0 +1,43 @@
+# usage-sync: `make` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO      ?= go
+PKG     := github.com/usage-sync/usage-sync
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X $(PKG)/internal/cli.version=$(VERSION) -X $(PKG)/internal/cli.commit=$(COMMIT)
+# Sets TEST_DATABASE_URL in the recipe's shell, starting PostgreSQL if it is down. (Not a bare
+# eval "$$(...)": that would swallow the script's failure.)
+WITH_PG := pg=$$(scripts/pg.sh) && eval "$$pg" && echo "TEST_DATABASE_URL=$$TEST_DATABASE_URL"
+
+.PHONY: help build test bench demo lint migrate clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/usage-sync and bin/upstream-sim (version from git describe)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/usage-sync ./cmd/upstream-sim
+
+test: ## go vet and the race-enabled tests against a real PostgreSQL (started if needed)
+	@$(WITH_PG) && set -x && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+bench: ## benchmarks against a real PostgreSQL (started if needed)
+	@$(WITH_PG) && set -x && $(GO) test -run '^$$' -bench . -benchmem ./...
+
+demo: ## sync a simulated upstream into a fresh database and show the tables (scripts/demo.sh)
+	scripts/demo.sh
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.*')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+migrate: build ## apply the schema to DATABASE_URL
+	@[ -n "$${DATABASE_URL:-}" ] || { echo "set DATABASE_URL to the database to migrate"; exit 2; }
+	bin/usage-sync migrate
+
+clean: ## remove bin/ and .tmp/ (stopping the throwaway PostgreSQL first)
+	scripts/pg.sh stop
+	rm -rf bin .tmp
