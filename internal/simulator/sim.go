@@ -122,6 +122,9 @@ type TaskState struct {
 	FinishedAt *time.Time
 	Results    map[string]int64 // nil when the wire omits verification_status
 	Source     string
+	// OmitJobStatus is true when the wire leaves job_status out, so a task with neither counts
+	// is billed at total_email_addresses.
+	OmitJobStatus bool
 }
 
 // Fault makes a user's requests misbehave, for the worker's fault tests.
@@ -413,6 +416,7 @@ func (s *Sim) Tasks(userID string) []TaskState {
 	for i, v := range views {
 		out[i] = v.TaskState
 		out[i].Results = cloneResults(v.Results)
+		out[i].OmitJobStatus = v.omitJobStatus
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package syncer_test
 import (
 	"context"
 	"time"
+
+	"github.com/usage-sync/usage-sync/internal/simulator"
 )
 
 // checkInvariants asserts DESIGN.md's invariants I1–I3 for every user, and I4 when converged
@@ -33,18 +35,20 @@ func (e *env) checkInvariants(converged bool) {
 			}
 			if converged && !k.Revoked && charged != made {
 				e.t.Errorf("I4 key %s: charged %d, upstream reports %d requests since CHARGE_FROM", k.ID, charged, made)
+				e.dumpKey(user, k.ID)
 			}
 		}
 		if converged {
 			var want int64
 			for _, tk := range e.sim.Tasks(user) {
 				if tk.Finished && !tk.CreatedAt.Before(e.chargeFrom) {
-					want += billable(tk.Results, tk.Done)
+					want += billable(tk)
 				}
 			}
 			got := e.q(`select coalesce(sum(amount), 0) from credit_ledger where user_id = $1 and source in ('task', 'task_adjust')`, user)
 			if got != want {
 				e.t.Errorf("I4 user %s: tasks charged %d, finished tasks since CHARGE_FROM hold %d billable emails", user, got, want)
+				e.dumpTasks(user)
 			}
 		}
 	}
@@ -55,17 +59,22 @@ func (e *env) checkInvariants(converged bool) {
 	_ = ctx
 }
 
-// billable is DESIGN.md's task cost computed independently of the code under test: the result
-// counts without the aggregates, else the emails done.
-func billable(results map[string]int64, done int) int64 {
-	if results == nil {
-		return int64(done)
-	}
-	var n int64
-	for name, c := range results {
-		if name != "role_based" && name != "disposable_domain_emails" {
-			n += c
+// billable is DESIGN.md's task cost computed independently of the code under test from the
+// simulator's ground truth: the result counts without the aggregates when verification_status is
+// sent, else job_status.completed (the emails done) when job_status is sent, else every email.
+func billable(tk simulator.TaskState) int64 {
+	switch {
+	case tk.Results != nil:
+		var n int64
+		for name, c := range tk.Results {
+			if name != "role_based" && name != "disposable_domain_emails" {
+				n += c
+			}
 		}
+		return n
+	case !tk.OmitJobStatus:
+		return int64(tk.Done)
+	default:
+		return int64(tk.Emails)
 	}
-	return n
 }

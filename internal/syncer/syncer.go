@@ -198,7 +198,12 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				lease, err := s.st.Claim(ctx, req)
+				// The claim runs to completion even if shutdown starts meanwhile: a claim cut
+				// short can commit in the database unseen by the worker, leaving a lease nobody
+				// releases until it expires. A completed claim is released at once if cancelled.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				lease, err := s.st.Claim(cctx, req)
+				cancel()
 				if err != nil {
 					if ctx.Err() == nil {
 						mu.Lock()
