@@ -228,3 +228,23 @@ func BenchmarkCharge(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "ledger_rows/s")
 }
+
+// A user the dashboard gave no user_credits row is charged with nothing debited: the worker
+// records the usage as shortfall and never creates a balance.
+func TestChargeUserWithoutBalanceRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := setup(t)
+	const u = "22222222-0000-4000-8000-0000000000ff"
+	if _, err := st.Pool().Exec(ctx, `insert into profiles (user_id) values ($1)`, u); err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.Charge(ctx, []store.Charge{{UserID: u, Family: store.FamilyTask, Subject: "t", Total: 4}}, false)
+	if err != nil || res.Amount != 4 || res.Debited != 0 || res.Shortfall() != 4 {
+		t.Fatalf("charge = %+v, %v; want amount 4, nothing debited", res, err)
+	}
+	var n int
+	if err := st.Pool().QueryRow(ctx, `select count(*) from user_credits where user_id = $1`, u).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the worker created a balance row (%d, %v)", n, err)
+	}
+}

@@ -226,28 +226,36 @@ func (o object) purposeCounts(field string) map[string]int64 {
 	return m
 }
 
-func decodeKeyList(body []byte) (KeyList, error) {
-	obj, err := decodeObject(body)
-	if err != nil {
-		return KeyList{}, err
+// decodeList decodes a listing: the top-level object and its array field, each entry through
+// decodeEntry. Entries it cannot use are counted, not fatal: one bad entry must not cost the page.
+func decodeList[T any](body []byte, field string, decodeEntry func(object) (T, bool)) (obj object, items []T, dropped int, err error) {
+	if obj, err = decodeObject(body); err != nil {
+		return nil, nil, 0, err
 	}
-	elems, err := obj.array("keys")
+	elems, err := obj.array(field)
 	if err != nil {
-		return KeyList{}, err
+		return nil, nil, 0, err
 	}
-	list := KeyList{Keys: make([]Key, 0, len(elems))}
+	items = make([]T, 0, len(elems))
 	for _, raw := range elems {
-		k, ok := decodeKey(asObject(raw))
+		v, ok := decodeEntry(asObject(raw))
 		if !ok {
-			list.Dropped++
+			dropped++
 			continue
 		}
-		list.Keys = append(list.Keys, k)
+		items = append(items, v)
 	}
+	return obj, items, dropped, nil
+}
+
+func decodeKeyList(body []byte) (KeyList, error) {
+	obj, keys, dropped, err := decodeList(body, "keys", decodeKey)
+	if err != nil {
+		return KeyList{}, err
+	}
+	list := KeyList{Keys: keys, Dropped: dropped, Count: len(keys) + dropped}
 	if n := obj.int("count"); n != nil {
 		list.Count = int(*n)
-	} else {
-		list.Count = len(elems)
 	}
 	return list, nil
 }
@@ -283,23 +291,11 @@ func decodeUsage(body []byte) (UsageMetrics, error) {
 }
 
 func decodeTaskPage(body []byte) (TaskPage, error) {
-	obj, err := decodeObject(body)
+	obj, tasks, dropped, err := decodeList(body, "tasks", decodeTask)
 	if err != nil {
 		return TaskPage{}, err
 	}
-	elems, err := obj.array("tasks")
-	if err != nil {
-		return TaskPage{}, err
-	}
-	page := TaskPage{Tasks: make([]Task, 0, len(elems))}
-	for _, raw := range elems {
-		t, ok := decodeTask(asObject(raw))
-		if !ok {
-			page.Dropped++
-			continue
-		}
-		page.Tasks = append(page.Tasks, t)
-	}
+	page := TaskPage{Tasks: tasks, Dropped: dropped}
 	for field, dst := range map[string]*int{"count": &page.Count, "limit": &page.Limit, "offset": &page.Offset} {
 		if n := obj.int(field); n != nil {
 			*dst = int(*n)
