@@ -1,0 +1,123 @@
+package syncer_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/usage-sync/usage-sync/internal/simulator"
+	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/internal/syncer"
+)
+
+// dbProxy stands between the worker and PostgreSQL so a test can take the database away, as a
+// restart or a failover does, and bring it back.
+type dbProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]bool
+}
+
+func newDBProxy(t *testing.T, target string) *dbProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dbProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.setDown(true) })
+	go p.serve()
+	return p
+}
+
+func (p *dbProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c], p.conns[s] = true, true
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
+	}
+}
+
+// setDown cuts every open connection and refuses new ones (true), or accepts again (false).
+func (p *dbProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+		}
+		p.conns = map[net.Conn]bool{}
+	}
+}
+
+func TestDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 32, Users: 3, KeysPerUser: 2, TasksPerUser: 3, HistoryDays: 2}})
+	cfg, err := pgconn.ParseConfig(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newDBProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	dsn := strings.Replace(e.dsn, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), proxy.ln.Addr().String(), 1)
+	st, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	s := syncer.New(st, e.client(), e.log, e.opts)
+
+	// The database goes away while the first user is between its reads and its write.
+	var once sync.Once
+	s.SetHooks(&syncer.Hooks{BeforeApply: func(context.Context, string) error {
+		once.Do(func() { proxy.setDown(true) })
+		return nil
+	}})
+	sum, err := s.RunCycle(context.Background(), syncer.CycleOptions{})
+	if err == nil && sum.OK() {
+		t.Fatalf("a cycle with the database gone reported success: %+v", sum)
+	}
+	// While it is down a cycle fails fast with an error that says so; nothing panics.
+	if _, err := s.RunCycle(context.Background(), syncer.CycleOptions{}); err == nil || !store.IsUnavailable(err) && !strings.Contains(err.Error(), "connect") {
+		t.Fatalf("cycle against a downed database: %v", err)
+	}
+	proxy.setDown(false)
+	e.checkInvariants(false)
+	// Leases the downed database could not release run out (SYNC_LEASE_TTL); then all is synced.
+	if _, err := e.st.Pool().Exec(context.Background(), `update sync_state set lease_expires_at = now() - interval '1 second' where lease_owner is not null`); err != nil {
+		t.Fatal(err)
+	}
+	s.SetHooks(nil)
+	sum, err = s.RunCycle(context.Background(), syncer.CycleOptions{All: true})
+	if err != nil || !sum.OK() || sum.Synced != 3 {
+		t.Fatalf("after the database came back: %+v, %v", sum, err)
+	}
+	for _, u := range e.sim.Users() {
+		e.assertMirrors(u)
+	}
+	e.checkInvariants(true)
+}
