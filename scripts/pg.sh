@@ -3,7 +3,7 @@
 #   export TEST_DATABASE_URL='postgres://...'
 # on stdout (everything else goes to stderr). Use it as: eval "$(scripts/pg.sh)".
 #
-# In order: an already-set TEST_DATABASE_URL or DATABASE_URL; a server on 127.0.0.1:5432; the
+# In order: an already-set TEST_DATABASE_URL; a server on 127.0.0.1:5432; the
 # machine's Debian cluster, started with pg_ctlcluster (as root); a throwaway cluster under
 # .tmp/pg on port 54329 built with the local initdb. `scripts/pg.sh stop` stops the throwaway one.
 set -euo pipefail
@@ -63,11 +63,8 @@ if [ -n "${TEST_DATABASE_URL:-}" ]; then
   emit "$TEST_DATABASE_URL"
   exit 0
 fi
-if [ -n "${DATABASE_URL:-}" ]; then
-  say "using DATABASE_URL for tests (test databases are created and dropped on its server)"
-  emit "$DATABASE_URL"
-  exit 0
-fi
+# DATABASE_URL is deliberately not used: tests create and drop databases on the server they are
+# given, which must never be the one the worker writes to.
 
 if ready 127.0.0.1 5432; then
   emit "$default_url"

@@ -230,7 +230,8 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 		zap.Int("failed", sum.Failed), zap.Int("skipped", sum.Skipped), zap.Int("abandoned", sum.Abandoned),
 		zap.Duration("duration", sum.Duration)}
 	if claimErr != nil {
-		log.Error("sync.cycle.aborted", append(fields, zap.Error(claimErr))...)
+		// The error itself is logged once, by the caller that decides what it means.
+		log.Warn("sync.cycle.done", append(fields, zap.Bool("aborted", true))...)
 		return sum, fmt.Errorf("cycle %s: %w", sum.RunID, claimErr)
 	}
 	log.Info("sync.cycle.done", fields...)
