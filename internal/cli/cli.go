@@ -222,6 +222,13 @@ func (a *app) daemon(ctx context.Context, sy *syncer.Syncer) error {
 		a.log.Info("daemon.stopped")
 		return nil
 	}
+	if a.cfg.WebhookAddr != "" {
+		stop, err := a.serveWebhooks(ctx, sy)
+		if err != nil {
+			return a.fail(ExitRuntime, "webhooks", err)
+		}
+		defer stop()
+	}
 	err := schedule.Run(ctx, a.cfg.SyncSchedule, a.log, func(ctx context.Context) {
 		// A cycle that cannot run (database down) is retried at the next tick, not fatal.
 		if _, err := sy.RunCycle(ctx, syncer.CycleOptions{Trigger: "schedule"}); err != nil {

@@ -38,17 +38,22 @@ const closedDB = "postgres://app:" + password + "@127.0.0.1:1/app?sslmode=disabl
 type output struct {
 	mu    sync.Mutex
 	buf   bytes.Buffer
-	waits map[string]chan struct{}
+	waits map[waitFor]chan struct{}
+}
+
+type waitFor struct {
+	s string
+	n int
 }
 
 func (o *output) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.buf.Write(p)
-	for s, ch := range o.waits {
-		if strings.Contains(o.buf.String(), s) {
+	for w, ch := range o.waits {
+		if strings.Count(o.buf.String(), w.s) >= w.n {
 			close(ch)
-			delete(o.waits, s)
+			delete(o.waits, w)
 		}
 	}
 	return len(p), nil
@@ -61,18 +66,21 @@ func (o *output) String() string {
 }
 
 // when returns a channel closed once the output contains s.
-func (o *output) when(s string) <-chan struct{} {
+func (o *output) when(s string) <-chan struct{} { return o.whenCount(s, 1) }
+
+// whenCount returns a channel closed once the output contains s at least n times.
+func (o *output) whenCount(s string, n int) <-chan struct{} {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	ch := make(chan struct{})
-	if strings.Contains(o.buf.String(), s) {
+	if strings.Count(o.buf.String(), s) >= n {
 		close(ch)
 		return ch
 	}
 	if o.waits == nil {
-		o.waits = map[string]chan struct{}{}
+		o.waits = map[waitFor]chan struct{}{}
 	}
-	o.waits[s] = ch
+	o.waits[waitFor{s, n}] = ch
 	return ch
 }
 

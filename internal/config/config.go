@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -57,6 +58,9 @@ type Config struct {
 
 	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" default:"false" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`
 	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's enrolment"`
+
+	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" desc:"host:port the daemon accepts task-completion webhooks on (POST /webhooks/tasks); empty: no webhook listener"`
+	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); empty: unsigned deliveries accepted"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	WorkerID string `envconfig:"WORKER_ID" desc:"names this worker in leases and logs; empty: hostname-pid"`
@@ -200,8 +204,18 @@ func (c Config) Validate(mode Mode) error {
 	if mode == ModeSync {
 		c.validateUpstream(&p)
 		c.validateSync(&p)
+		c.validateWebhook(&p)
 	}
 	return p.err()
+}
+
+func (c Config) validateWebhook(p *problems) {
+	if c.WebhookAddr == "" {
+		return
+	}
+	if _, port, err := net.SplitHostPort(c.WebhookAddr); err != nil || port == "" {
+		p.addf("WEBHOOK_ADDR %q is not host:port: set it to an address to listen on, such as :8080 or 0.0.0.0:8080, or leave it empty for no webhooks", c.WebhookAddr)
+	}
 }
 
 type problems []error

@@ -213,6 +213,8 @@ func TestValidateProblems(t *testing.T) {
 		{"database scheme", with(valid(), "DATABASE_URL", "mysql://u@h/db"), ModeMigrate, `DATABASE_URL mysql://u@h/db has scheme "mysql"`},
 		{"database garbage", with(valid(), "DATABASE_URL", "localhost"), ModeMigrate, "DATABASE_URL is neither"},
 		{"pool mode", with(valid(), "DB_POOL_MODE", "statement"), ModeMigrate, `DB_POOL_MODE "statement" is not a pool mode`},
+		{"webhook address", with(valid(), "WEBHOOK_ADDR", "8080"), ModeSync, `WEBHOOK_ADDR "8080" is not host:port`},
+		{"webhook address ok", with(valid(), "WEBHOOK_ADDR", ":8080"), ModeSync, ""},
 		{"max conns", with(valid(), "DB_MAX_CONNS", "0"), ModeMigrate, "DB_MAX_CONNS 0 is out of range"},
 		{"log level", with(valid(), "LOG_LEVEL", "verbose"), ModeMigrate, `LOG_LEVEL "verbose" is not a level`},
 		{"missing base URL", with(valid(), "UPSTREAM_BASE_URL", ""), ModeSync, "UPSTREAM_BASE_URL is empty"},

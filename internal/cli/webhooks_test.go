@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/usage-sync/usage-sync/internal/pgtest"
+	"github.com/usage-sync/usage-sync/internal/simulator"
+)
+
+// A signed completion webhook makes the daemon sync that user at once (not waiting for the
+// schedule); the same delivery again charges nothing more.
+func TestDaemonWebhookFastPath(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.MigratedDB(t, pgtest.Plain)
+	sim := simulator.New(simulator.Config{Seed: 6, Users: 2, AdminToken: "adm"})
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	users := sim.Users()
+	for _, u := range users {
+		pgtest.Exec(t, dsn, `insert into profiles (user_id) values ('`+u+`'); insert into user_credits (user_id, credits_remaining) values ('`+u+`', 100000)`)
+	}
+	var stderr output
+	stop := daemon(t, env(dsn, "UPSTREAM_BASE_URL", srv.URL+"/api/v1", "UPSTREAM_ADMIN_TOKEN", "adm", "CHARGE_ENABLED", "true",
+		"CHARGE_FROM", time.Now().UTC().AddDate(0, 0, -3).Format(time.RFC3339), "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *", "WEBHOOK_ADDR", "127.0.0.1:0", "WEBHOOK_SECRET", "hook-secret"), &stderr)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	}()
+	wait(t, stderr.when(`"event":"webhook.listening"`), "webhook.listening", &stderr)
+	addr := regexp.MustCompile(`"event":"webhook.listening","addr":"([^"]+)"`).FindStringSubmatch(stderr.String())
+	if addr == nil {
+		t.Fatalf("no address in:\n%s", stderr.String())
+	}
+	body := `{"event_type":"email_verification_completed","task_id":"x","data":{"user_id":"` + users[0] + `","stats":{"total":1,"completed":1,"failed":0}}}`
+	mac := hmac.New(sha256.New, []byte("hook-secret"))
+	mac.Write([]byte(body))
+	post := func() {
+		req, _ := http.NewRequest("POST", "http://"+addr[1]+"/webhooks/tasks", strings.NewReader(body))
+		req.Header.Set("X-Webhook-Signature", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("webhook answered %d", resp.StatusCode)
+		}
+	}
+	count := func(sql string) int {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		var n int
+		if err := c.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	post()
+	wait(t, stderr.when(`"event":"sync.cycle.done"`), "the webhook's cycle", &stderr)
+	if n := count(`select count(*) from sync_state where status = 'ok' and user_id = '` + users[0] + `'`); n != 1 {
+		t.Fatalf("the webhook's user was not synced")
+	}
+	if n := count(`select count(*) from sync_state where status = 'ok'`); n != 1 {
+		t.Fatalf("%d users synced; the webhook should sync only its own", n)
+	}
+	rows := count(`select count(*) from credit_ledger`)
+	if rows == 0 {
+		t.Fatal("the webhook-triggered sync charged nothing")
+	}
+	before := strings.Count(stderr.String(), `"event":"sync.cycle.done"`)
+	post()
+	wait(t, stderr.whenCount(`"event":"sync.cycle.done"`, before+1), "the replay's cycle", &stderr)
+	if again := count(`select count(*) from credit_ledger`); again != rows {
+		t.Fatalf("a replayed webhook added %d ledger rows", again-rows)
+	}
+}

@@ -1,0 +1,192 @@
+// Package webhook receives the upstream's task-completion webhooks and turns each into a prompt
+// sync of its user; polling stays the source of truth, so a webhook is only ever a trigger.
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// Path is where the daemon serves the webhook.
+const Path = "/webhooks/tasks"
+
+// maxBody bounds a delivery; completion events carry a jobs array, so allow a few MiB.
+const maxBody = 8 << 20
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// Trigger queues a sync of one user; it reports false when the delivery had to be dropped.
+type Trigger interface {
+	Trigger(userID string) bool
+}
+
+// Handler verifies and decodes deliveries and triggers syncs. Deliveries may repeat and the
+// signature carries no timestamp, so nothing is taken from the payload but the user to sync:
+// the sync reads the task from the API, and a replay at worst syncs the user once more.
+type Handler struct {
+	secret []byte
+	trig   Trigger
+	log    *zap.Logger
+}
+
+// New returns a Handler. With an empty secret every delivery is accepted unsigned.
+func New(secret string, trig Trigger, log *zap.Logger) *Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Handler{secret: []byte(secret), trig: trig, log: log}
+}
+
+type delivery struct {
+	EventType string `json:"event_type"`
+	TaskID    string `json:"task_id"`
+	Data      struct {
+		UserID string          `json:"user_id"`
+		Stats  json.RawMessage `json:"stats"`
+		Job    json.RawMessage `json:"job"`
+	} `json:"data"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.reply(w, http.StatusMethodNotAllowed, "use POST", "")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.reply(w, http.StatusRequestEntityTooLarge, "body over 8 MiB", "")
+			return
+		}
+		h.reply(w, http.StatusBadRequest, "unreadable body", "")
+		return
+	}
+	if len(h.secret) > 0 && !h.signed(r.Header.Get("X-Webhook-Signature"), body) {
+		h.reply(w, http.StatusUnauthorized, "missing or wrong X-Webhook-Signature", "")
+		return
+	}
+	var d delivery
+	if err := json.Unmarshal(body, &d); err != nil {
+		h.reply(w, http.StatusBadRequest, "body is not the webhook's JSON: "+err.Error(), "")
+		return
+	}
+	if d.EventType != "email_verification_completed" || !present(d.Data.Stats) {
+		// Per-email callbacks share the event type but carry data.job: not completions.
+		h.log.Debug("webhook.ignored", zap.String("event_type", d.EventType), zap.String("task_id", d.TaskID))
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "ignored"})
+		return
+	}
+	if !uuidRE.MatchString(d.Data.UserID) {
+		h.reply(w, http.StatusBadRequest, "data.user_id is not a UUID", d.TaskID)
+		return
+	}
+	user := strings.ToLower(d.Data.UserID)
+	if !h.trig.Trigger(user) {
+		h.log.Warn("webhook.dropped", zap.String("user_id", user), zap.String("task_id", d.TaskID),
+			zap.String("why", "the sync queue is full; the next scheduled cycle reads the task"))
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "dropped"})
+		return
+	}
+	h.log.Info("webhook.received", zap.String("user_id", user), zap.String("task_id", d.TaskID))
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "queued"})
+}
+
+func (h *Handler) signed(header string, body []byte) bool {
+	sig, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, h.secret)
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+func (h *Handler) reply(w http.ResponseWriter, status int, why, taskID string) {
+	h.log.Warn("webhook.rejected", zap.Int("status", status), zap.String("why", why), zap.String("task_id", taskID))
+	writeJSON(w, status, map[string]string{"error": why})
+}
+
+func present(raw json.RawMessage) bool {
+	s := strings.TrimSpace(string(raw))
+	return s != "" && s != "null"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Queue coalesces triggers per user and runs them one at a time: a burst of deliveries for one
+// user costs one sync, and the fast path never competes with the scheduled cycle for more than
+// one user's worth of connections.
+type Queue struct {
+	mu      sync.Mutex
+	pending map[string]bool
+	order   []string
+	max     int
+	wake    chan struct{}
+}
+
+// NewQueue holds at most max distinct users waiting.
+func NewQueue(max int) *Queue {
+	return &Queue{pending: map[string]bool{}, max: max, wake: make(chan struct{}, 1)}
+}
+
+// Trigger queues user unless it is already waiting; false when the queue is full.
+func (q *Queue) Trigger(user string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.pending[user] {
+		return true
+	}
+	if len(q.order) >= q.max {
+		return false
+	}
+	q.pending[user] = true
+	q.order = append(q.order, user)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Run syncs queued users with sync until ctx is done.
+func (q *Queue) Run(ctx context.Context, sync func(ctx context.Context, user string)) {
+	for {
+		q.mu.Lock()
+		var user string
+		if len(q.order) > 0 {
+			user, q.order = q.order[0], q.order[1:]
+			delete(q.pending, user)
+		}
+		q.mu.Unlock()
+		if user != "" {
+			sync(ctx, user)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		}
+	}
+}
