@@ -29,10 +29,11 @@ bench: ## benchmarks against a real PostgreSQL (started if needed)
 demo: ## sync a simulated upstream into a fresh database and show the tables (scripts/demo.sh)
 	scripts/demo.sh
 
-lint: ## gofmt check and go vet
+lint: ## gofmt check, go vet and staticcheck (fetched through the module proxy on first use)
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.*')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 migrate: build ## apply the schema to DATABASE_URL
 	@[ -n "$${DATABASE_URL:-}" ] || { echo "set DATABASE_URL to the database to migrate"; exit 2; }
