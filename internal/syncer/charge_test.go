@@ -361,3 +361,43 @@ func TestPropertyRandomHistoriesAndFaults(t *testing.T) {
 		})
 	}
 }
+
+// A lease shorter than one user's sync is renewed while the sync runs, so another worker never
+// takes a user over from a live one. Worker a holds a user past its original lease (four
+// renewals at a third of the TTL each), then worker b tries that very user and must skip it.
+func TestLeaseIsRenewedDuringALongSync(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 33, Users: 1, KeysPerUser: 1, TasksPerUser: 1, HistoryDays: 1}})
+	u := e.sim.Users()[0]
+	renewed := make(chan struct{}, 100)
+	release := make(chan struct{})
+	a := e.syncer(func(o *syncer.Options) { o.WorkerID = "a"; o.LeaseTTL = 150 * time.Millisecond })
+	a.SetHooks(&syncer.Hooks{
+		BeforeApply: func(context.Context, string) error { <-release; return nil },
+		AfterRenew:  func(string) { renewed <- struct{}{} },
+	})
+	done := make(chan syncer.Summary)
+	go func() {
+		sum, _ := a.RunCycle(context.Background(), syncer.CycleOptions{UserID: u})
+		done <- sum
+	}()
+	for i := range 4 {
+		select {
+		case <-renewed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the lease was renewed only %d times while the user was being synced", i)
+		}
+	}
+	b := e.syncer(func(o *syncer.Options) { o.WorkerID = "b" })
+	if sum := e.cycle(b, syncer.CycleOptions{UserID: u}); sum.Synced != 0 || sum.Skipped != 1 {
+		t.Fatalf("worker b: %+v; want the user skipped, its lease held by a live worker", sum)
+	}
+	close(release)
+	if sum := <-done; sum.Synced != 1 {
+		t.Fatalf("worker a: %+v; want its user synced", sum)
+	}
+	if lost := len(e.events("sync.user.lease_lost")); lost != 0 {
+		t.Fatalf("%d users were taken over from a live worker", lost)
+	}
+	e.checkInvariants(true)
+}

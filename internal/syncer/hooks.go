@@ -7,6 +7,8 @@ type Hooks struct {
 	// BeforeApply runs after every upstream read of a user and before its write transaction; an
 	// error aborts the user's sync as a crash there would.
 	BeforeApply func(ctx context.Context, userID string) error
+	// AfterRenew runs after each successful renewal of a user's lease.
+	AfterRenew func(userID string)
 }
 
 // SetHooks installs test hooks; production code never calls it.

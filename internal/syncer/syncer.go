@@ -305,6 +305,9 @@ func (s *Syncer) renew(ctx context.Context, log *zap.Logger, lease *store.Lease,
 			if err != nil && ctx.Err() == nil {
 				log.Warn("sync.lease.renew_failed", zap.Error(err))
 			}
+			if err == nil && s.hooks != nil && s.hooks.AfterRenew != nil {
+				s.hooks.AfterRenew(lease.UserID)
+			}
 		}
 	}
 }
