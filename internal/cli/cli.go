@@ -196,6 +196,9 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 func (a *app) once(ctx context.Context, sy *syncer.Syncer, o syncer.CycleOptions, stderr io.Writer) error {
 	sum, err := sy.RunCycle(ctx, o)
 	if err != nil {
+		if errors.Is(err, syncer.ErrUnknownUser) {
+			return a.fail(ExitUsage, "run cycle", fmt.Errorf("--user %s is not in profiles: give the id of a user the dashboard knows", o.UserID))
+		}
 		if ctx.Err() != nil {
 			// Stopped by a signal before or while claiming: users were left unsynced, as when
 			// they are abandoned, and nothing is wrong with the database.

@@ -39,4 +39,9 @@ func TestOnceSyncsEveryUserAndReportsFailures(t *testing.T) {
 	if !strings.HasPrefix(last, "usage-sync: run ") || !strings.Contains(last, "1 failed") || !strings.Contains(last, bad) {
 		t.Fatalf("last stderr line is not the one-line summary naming the failed user: %q", last)
 	}
+
+	r = run(t, getenv, "--once", "--user", "00000000-0000-4000-8000-000000000000")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "is not in profiles") {
+		t.Fatalf("--user for an unknown user: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
 }

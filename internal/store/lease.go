@@ -45,6 +45,15 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	return t, nil
 }
 
+// HasUser reports whether user is in profiles.
+func (s *Store) HasUser(ctx context.Context, user string) (bool, error) {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, `select exists (select 1 from profiles where user_id = $1)`, user).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look up user %s: %w", user, err)
+	}
+	return ok, nil
+}
+
 // Enrol adds every profile that has no sync_state yet, as pending and due now.
 func (s *Store) Enrol(ctx context.Context) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `
@@ -58,10 +67,12 @@ func (s *Store) Enrol(ctx context.Context) (int64, error) {
 	return tag.RowsAffected(), nil
 }
 
-// dueFilter: not attempted since the run started (so a user finished by any worker during this
+// dueFilter: still in profiles (a deleted user keeps its sync_state but is synced no more), not
+// attempted since the run started (so a user finished by any worker during this
 // run is not taken again), not leased by another live worker, and due.
 const dueFilter = `
-	(s.last_attempt_at is null or s.last_attempt_at < @since)
+	exists (select 1 from profiles p where p.user_id = s.user_id)
+	and (s.last_attempt_at is null or s.last_attempt_at < @since)
 	and (s.lease_expires_at is null or s.lease_expires_at < now())
 	and (case when @user::uuid is not null then s.user_id = @user::uuid
 	          when @all then true

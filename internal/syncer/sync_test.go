@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -255,5 +256,25 @@ func TestJWTModeAndNoSecretsInLogs(t *testing.T) {
 	}
 	if strings.Contains(sum.Line(), "eyJ") {
 		t.Fatal("summary leaks a token")
+	}
+}
+
+// A user deleted from profiles keeps its sync_state (the worker deletes nothing) but is no
+// longer synced; --user for it is refused.
+func TestDeletedProfileIsNoLongerSynced(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 13, Users: 2, HistoryDays: 1}})
+	s := e.syncer()
+	e.cycle(s, syncer.CycleOptions{})
+	gone := e.sim.Users()[0]
+	if _, err := e.st.Pool().Exec(context.Background(), `
+		with c as (delete from user_credits where user_id = $1) delete from profiles where user_id = $1`, gone); err != nil {
+		t.Fatal(err)
+	}
+	if sum := e.cycle(s, syncer.CycleOptions{All: true}); sum.Due != 1 {
+		t.Fatalf("summary %+v; want only the remaining user", sum)
+	}
+	if _, err := s.RunCycle(context.Background(), syncer.CycleOptions{UserID: gone}); !errors.Is(err, syncer.ErrUnknownUser) {
+		t.Fatalf("--user for a deleted profile: %v, want ErrUnknownUser", err)
 	}
 }

@@ -22,6 +22,9 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
+// ErrUnknownUser means CycleOptions.UserID names no row of profiles.
+var ErrUnknownUser = errors.New("no such user in profiles")
+
 // errUserTimeout ends a user's sync that ran past SYNC_USER_TIMEOUT.
 var errUserTimeout = errors.New("user sync ran past SYNC_USER_TIMEOUT")
 
@@ -150,6 +153,15 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	start := time.Now()
 	sum := Summary{RunID: newID()}
 	log := s.log.With(zap.String("run_id", sum.RunID))
+	if o.UserID != "" {
+		ok, err := s.st.HasUser(ctx, o.UserID)
+		if err != nil {
+			return sum, fmt.Errorf("start cycle: %w", err)
+		}
+		if !ok {
+			return sum, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
+		}
+	}
 	enrolled, err := s.st.Enrol(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("start cycle: %w", err)
