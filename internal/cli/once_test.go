@@ -9,17 +9,25 @@ import (
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
 
-// --once end to end: the real command line, a real database and the simulator over HTTP.
-func TestOnceSyncsEveryUserAndReportsFailures(t *testing.T) {
-	t.Parallel()
-	dsn := pgtest.MigratedDB(t, pgtest.Plain)
-	sim := simulator.New(simulator.Config{Seed: 5, Users: 3, AdminToken: "adm"})
+// simulated returns a migrated database whose profiles are the users of a simulator (admin token
+// "adm", seeded with seed), each with 100,000 credits, and the simulator's base URL.
+func simulated(t *testing.T, seed int64, users int) (dsn string, sim *simulator.Sim, base string) {
+	t.Helper()
+	dsn = pgtest.MigratedDB(t, pgtest.Plain)
+	sim = simulator.New(simulator.Config{Seed: seed, Users: users, AdminToken: "adm"})
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
 	for _, u := range sim.Users() {
 		pgtest.Exec(t, dsn, `insert into profiles (user_id) values ('`+u+`'); insert into user_credits (user_id, credits_remaining) values ('`+u+`', 100000)`)
 	}
-	getenv := env(dsn, "UPSTREAM_BASE_URL", srv.URL+"/api/v1", "UPSTREAM_ADMIN_TOKEN", "adm", "UPSTREAM_RETRY_MAX_ELAPSED", "1s", "CHARGE_ENABLED", "true")
+	return dsn, sim, srv.URL + "/api/v1"
+}
+
+// --once end to end: the real command line, a real database and the simulator over HTTP.
+func TestOnceSyncsEveryUserAndReportsFailures(t *testing.T) {
+	t.Parallel()
+	dsn, sim, base := simulated(t, 5, 3)
+	getenv := env(dsn, "UPSTREAM_BASE_URL", base, "UPSTREAM_ADMIN_TOKEN", "adm", "UPSTREAM_RETRY_MAX_ELAPSED", "1s", "CHARGE_ENABLED", "true")
 
 	r := run(t, getenv, "--once")
 	if r.code != 0 || !strings.Contains(r.stderr, "3 users: 3 synced") {

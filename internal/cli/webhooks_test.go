@@ -6,32 +6,22 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/usage-sync/usage-sync/internal/pgtest"
-	"github.com/usage-sync/usage-sync/internal/simulator"
 )
 
 // A signed completion webhook makes the daemon sync that user at once (not waiting for the
 // schedule); the same delivery again charges nothing more.
 func TestDaemonWebhookFastPath(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.MigratedDB(t, pgtest.Plain)
-	sim := simulator.New(simulator.Config{Seed: 6, Users: 2, AdminToken: "adm"})
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
+	dsn, sim, base := simulated(t, 6, 2)
 	users := sim.Users()
-	for _, u := range users {
-		pgtest.Exec(t, dsn, `insert into profiles (user_id) values ('`+u+`'); insert into user_credits (user_id, credits_remaining) values ('`+u+`', 100000)`)
-	}
 	var stderr output
-	stop := daemon(t, env(dsn, "UPSTREAM_BASE_URL", srv.URL+"/api/v1", "UPSTREAM_ADMIN_TOKEN", "adm", "CHARGE_ENABLED", "true",
+	stop := daemon(t, env(dsn, "UPSTREAM_BASE_URL", base, "UPSTREAM_ADMIN_TOKEN", "adm", "CHARGE_ENABLED", "true",
 		"CHARGE_FROM", time.Now().UTC().AddDate(0, 0, -3).Format(time.RFC3339), "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *", "WEBHOOK_ADDR", "127.0.0.1:0", "WEBHOOK_SECRET", "hook-secret"), &stderr)
 	defer func() {
 		if err := stop(); err != nil {
