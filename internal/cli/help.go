@@ -27,7 +27,8 @@ leased through the database.
 Usage:
   usage-sync
       Run the daemon. With SYNC_ENABLED=true it runs a sync cycle on SYNC_SCHEDULE (UTC), never
-      two at once; otherwise it only says so in its log and waits for a signal.
+      two at once; otherwise it only says so in its log and waits for a signal. With
+      WEBHOOK_ADDR set it also accepts task-completion webhooks and syncs their users at once.
   usage-sync --once [--all | --user UUID]
       Run one cycle for every due user whatever SYNC_ENABLED says, print a one-line summary on
       stderr and exit.

@@ -73,7 +73,7 @@ func (s *Syncer) syncUser(ctx context.Context, log *zap.Logger, runID string, le
 	// the lifetime total the guard compares it with.
 	lifetime, err := s.up.ListKeys(ctx, lease.UserID, nil, nil)
 	if err != nil {
-		return res, fmt.Errorf("list keys for %s: %w", lease.UserID, err)
+		return res, fmt.Errorf("lifetime key listing: %w", err)
 	}
 	res.keys = len(lifetime.Keys)
 	tasks, pages, err := s.readTasks(ctx, log, lease.UserID, now, state.TaskWatermark)
@@ -118,17 +118,17 @@ func (s *Syncer) readWindow(ctx context.Context, user string, day, chargeFrom ti
 	end := day.Add(24 * time.Hour)
 	var err error
 	if w.keys, err = s.up.ListKeys(ctx, user, &day, &end); err != nil {
-		return w, fmt.Errorf("list keys for %s in %s: %w", user, day.Format(time.DateOnly), err)
+		return w, fmt.Errorf("window %s: %w", day.Format(time.DateOnly), err)
 	}
 	if chargeFrom.After(day) && chargeFrom.Before(end) {
 		p, err := s.up.ListKeys(ctx, user, &chargeFrom, &end)
 		if err != nil {
-			return w, fmt.Errorf("list keys for %s from CHARGE_FROM %s: %w", user, chargeFrom.Format(time.RFC3339Nano), err)
+			return w, fmt.Errorf("window from CHARGE_FROM %s: %w", chargeFrom.Format(time.RFC3339Nano), err)
 		}
 		w.partial = &p
 	}
 	if w.purposes, err = s.up.APIUsage(ctx, user, &day, &end); err != nil {
-		return w, fmt.Errorf("read api usage for %s in %s: %w", user, day.Format(time.DateOnly), err)
+		return w, fmt.Errorf("window %s: %w", day.Format(time.DateOnly), err)
 	}
 	return w, nil
 }
@@ -149,7 +149,7 @@ func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, pa
 	for {
 		page, err := s.up.ListTasks(ctx, user, q)
 		if err != nil {
-			return nil, pages, fmt.Errorf("list tasks for %s (offset %d): %w", user, q.Offset, err)
+			return nil, pages, fmt.Errorf("task page at offset %d: %w", q.Offset, err)
 		}
 		pages++
 		for _, t := range page.Tasks {
