@@ -249,11 +249,7 @@ func TestValidateProblems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(env(tt.env))
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			err = c.Validate(tt.mode)
+			err := loadAndValidate(t, tt.env, tt.mode)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("Validate: %v", err)
@@ -312,11 +308,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(env(tt.env))
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			err = c.Validate(tt.mode)
+			err := loadAndValidate(t, tt.env, tt.mode)
 			if err == nil {
 				t.Fatal("Validate accepted it")
 			}
@@ -476,4 +468,15 @@ func TestLoadMatchesEnvconfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadAndValidate loads env with the real loader, which must accept it, and returns what
+// Validate says of it in mode.
+func loadAndValidate(t *testing.T, vars map[string]string, mode Mode) error {
+	t.Helper()
+	c, err := Load(env(vars))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return c.Validate(mode)
 }

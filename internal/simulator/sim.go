@@ -213,19 +213,25 @@ func (s *Sim) userLocked(userID string) *user {
 	return u
 }
 
+// defaultsLocked fills what a test left out of an added key or task: an empty id gets one
+// derived from the seed (so reruns agree), a zero creation time is Now.
+func (s *Sim) defaultsLocked(userID, kind string, id *string, created *time.Time) {
+	if *id == "" {
+		s.added++
+		*id = deriveUUID(s.cfg.Seed, fmt.Sprintf("added/%s/%s/%d", userID, kind, s.added))
+	}
+	if created.IsZero() {
+		*created = s.cfg.Now()
+	}
+}
+
 // AddKey adds a key (creating the user if needed), or replaces the fields of an existing one
 // while keeping its requests. An empty ID gets a generated one; a zero CreatedAt is Now.
 func (s *Sim) AddKey(userID string, k Key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.userLocked(userID)
-	if k.ID == "" {
-		s.added++
-		k.ID = deriveUUID(s.cfg.Seed, fmt.Sprintf("added/%s/key/%d", userID, s.added))
-	}
-	if k.CreatedAt.IsZero() {
-		k.CreatedAt = s.cfg.Now()
-	}
+	s.defaultsLocked(userID, "key", &k.ID, &k.CreatedAt)
 	if old, ok := u.keyByID[k.ID]; ok {
 		old.Key = k
 		return
@@ -284,13 +290,7 @@ func (s *Sim) AddTask(userID string, t Task) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.userLocked(userID)
-	if t.ID == "" {
-		s.added++
-		t.ID = deriveUUID(s.cfg.Seed, fmt.Sprintf("added/%s/task/%d", userID, s.added))
-	}
-	if t.CreatedAt.IsZero() {
-		t.CreatedAt = s.cfg.Now()
-	}
+	s.defaultsLocked(userID, "task", &t.ID, &t.CreatedAt)
 	t.Results = cloneResults(t.Results)
 	if old, ok := u.taskByID[t.ID]; ok {
 		old.explicit, old.gen = t, nil
