@@ -60,6 +60,68 @@ type UserSync struct {
 	Shadow         bool
 	SettledThrough *time.Time
 	BlockedKeys    map[string]string // key id → why its charges are halted; non-empty → degraded
+
+	// ReadsFingerprint digests this sync's lifetime listing when nothing moved while it read;
+	// "" when something did (the next sync then re-reads the windows).
+	ReadsFingerprint string
+	// Now is the sync's clock, against which RevisionWindow is measured for the task watermark.
+	Now            time.Time
+	RevisionWindow time.Duration
+	// SweptAt is set when this pass re-read finished tasks for revisions.
+	SweptAt *time.Time
+}
+
+// TaskChunk is a slice of a user's task pass, applied before the pass ends so memory does not
+// grow with the user's number of tasks: its task rows and their charges, nothing else.
+type TaskChunk struct {
+	Tasks   []TaskRow
+	Charges []Charge
+	Shadow  bool
+}
+
+// ChunkApplied counts what ApplyChunk changed.
+type ChunkApplied struct {
+	TasksWritten int64
+	Charge       ChargeResult
+}
+
+// ApplyChunk writes one chunk of a user's task pass in one transaction, fenced by the lease.
+// A chunk never moves the task watermark (only Apply does, once the pass is complete), so a
+// crash between chunks leaves rows the next pass reads again and finds done.
+func (s *Store) ApplyChunk(ctx context.Context, l *Lease, c TaskChunk) (ChunkApplied, error) {
+	var out ChunkApplied
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		out = ChunkApplied{}
+		if err := fence(ctx, tx, l); err != nil {
+			return err
+		}
+		var err error
+		if out.TasksWritten, err = upsertTasks(ctx, tx, l.UserID, c.Tasks); err != nil {
+			return err
+		}
+		out.Charge, err = chargeTx(ctx, tx, c.Charges, c.Shadow)
+		return err
+	})
+	if err != nil {
+		return ChunkApplied{}, fmt.Errorf("apply task chunk of %s: %w", l.UserID, err)
+	}
+	return out, nil
+}
+
+// fence checks, inside tx, that the lease is still this worker's, and keeps it so until tx ends.
+// FOR KEY SHARE conflicts with a claim's FOR UPDATE (a claim skips the row) but not with the
+// renewal's UPDATE of non-key columns, so renewing never waits on the worker's own writes.
+func fence(ctx context.Context, tx pgx.Tx, l *Lease) error {
+	var token int64
+	err := tx.QueryRow(ctx, `select lease_token from sync_state where user_id = $1 and lease_token = $2 for key share`,
+		l.UserID, l.Token).Scan(&token)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return fmt.Errorf("check lease: %w", err)
+	}
+	return nil
 }
 
 // Applied counts what Apply changed; rows left as they were are not counted.
@@ -75,15 +137,10 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 	var out Applied
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		out = Applied{}
-		var token int64
-		err := tx.QueryRow(ctx, `select lease_token from sync_state where user_id = $1 and lease_token = $2 for update`,
-			l.UserID, l.Token).Scan(&token)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrLeaseLost
+		if err := fence(ctx, tx, l); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("check lease: %w", err)
-		}
+		var err error
 		if out.KeysWritten, out.KeysRevoked, err = upsertKeys(ctx, tx, l.UserID, u.Keys); err != nil {
 			return err
 		}
@@ -113,14 +170,29 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 		if err != nil {
 			return err
 		}
+		// The task watermarks are derived here, from rows a complete pass has just brought up to
+		// date, and stored: the next pass starts from them, never from rows a chunk of a pass that
+		// crashed may have written.
 		_, err = tx.Exec(ctx, `
+			with w as (
+				select coalesce(min(created_at) filter (where status in ('pending', 'processing')
+				                                          or finished_at > $9::timestamptz - $10::interval),
+				                max(created_at)) as wm,
+				       coalesce(min(created_at) filter (where status in ('pending', 'processing')),
+				                max(created_at)) as wm_open
+				from tasks where user_id = $1
+			)
 			update sync_state set status = $3, last_attempt_at = now(), last_success_at = now(),
 			       last_error = nullif($4, ''), last_error_kind = case when $4 = '' then null else 'degraded' end,
 			       consecutive_failures = 0, next_attempt_at = now(),
 			       settled_through = coalesce(($5::timestamptz at time zone 'UTC')::date, settled_through), blocked_keys = $6,
-			       last_run_id = $7, lease_owner = null, lease_expires_at = null, updated_at = now()
+			       last_run_id = $7, lease_owner = null, lease_expires_at = null, updated_at = now(),
+			       reads_fingerprint = nullif($8, ''), task_watermark = w.wm, task_watermark_open = w.wm_open,
+			       revision_swept_at = coalesce($11::timestamptz, revision_swept_at)
+			from w
 			where user_id = $1 and lease_token = $2`,
-			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID)
+			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID,
+			u.ReadsFingerprint, u.Now.UTC(), u.RevisionWindow.String(), u.SweptAt)
 		if err != nil {
 			return fmt.Errorf("record success: %w", err)
 		}

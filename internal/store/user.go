@@ -11,13 +11,19 @@ type UserState struct {
 	// SettledKeyTotals sums each key's stored day rows before the first day this sync re-reads;
 	// the guard adds the fresh windows to it and compares with the key's lifetime total.
 	SettledKeyTotals map[string]int64
-	// TaskWatermark is the smallest created_at among unfinished tasks and tasks finished within
-	// the revision window, or the newest created_at when there are none; nil before any task.
-	TaskWatermark *time.Time
+	// ReadsFingerprint digests the lifetime listing of the last successful sync when that sync's
+	// listings before and after its windows agreed; "" otherwise.
+	ReadsFingerprint string
+	// TaskWatermark is where a revision sweep starts listing tasks (unfinished tasks and tasks
+	// finished within the revision window); TaskWatermarkOpen is where a pass between sweeps
+	// starts (unfinished tasks only). Both nil until a pass over a user with tasks completed.
+	TaskWatermark, TaskWatermarkOpen *time.Time
+	// RevisionSweptAt is when finished tasks were last re-read; nil before the first sweep.
+	RevisionSweptAt *time.Time
 }
 
 // LoadUser reads the user's state for a sync that re-reads days from firstDay on.
-func (s *Store) LoadUser(ctx context.Context, user string, firstDay time.Time, revisionWindow time.Duration) (UserState, error) {
+func (s *Store) LoadUser(ctx context.Context, user string, firstDay time.Time) (UserState, error) {
 	st := UserState{SettledKeyTotals: map[string]int64{}}
 	rows, err := s.pool.Query(ctx, `
 		select api_key_id, sum(count)::bigint from api_usage
@@ -39,14 +45,16 @@ func (s *Store) LoadUser(ctx context.Context, user string, firstDay time.Time, r
 	if err := rows.Err(); err != nil {
 		return st, fmt.Errorf("load settled usage of %s: %w", user, err)
 	}
+	var fp *string
 	err = s.pool.QueryRow(ctx, `
-		select coalesce(
-			(select min(created_at) from tasks
-			 where user_id = $1 and (status in ('pending', 'processing') or finished_at > now() - $2::interval)),
-			(select max(created_at) from tasks where user_id = $1))`,
-		user, revisionWindow.String()).Scan(&st.TaskWatermark)
+		select reads_fingerprint, task_watermark, task_watermark_open, revision_swept_at
+		from sync_state where user_id = $1`, user).
+		Scan(&fp, &st.TaskWatermark, &st.TaskWatermarkOpen, &st.RevisionSweptAt)
 	if err != nil {
-		return st, fmt.Errorf("load task watermark of %s: %w", user, err)
+		return st, fmt.Errorf("load sync state of %s: %w", user, err)
+	}
+	if fp != nil {
+		st.ReadsFingerprint = *fp
 	}
 	return st, nil
 }

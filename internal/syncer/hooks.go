@@ -7,6 +7,9 @@ type Hooks struct {
 	// BeforeApply runs after every upstream read of a user and before its write transaction; an
 	// error aborts the user's sync as a crash there would.
 	BeforeApply func(ctx context.Context, userID string) error
+	// AfterChunk runs after the chunk-th task chunk of a user's pass committed; an error aborts
+	// the sync as a crash between two chunks would.
+	AfterChunk func(ctx context.Context, userID string, chunk int) error
 	// AfterRenew runs after each successful renewal of a user's lease.
 	AfterRenew func(userID string)
 }

@@ -139,17 +139,10 @@ func buildPlan(in planInput) *store.UserSync {
 		}
 	}
 
-	// Tasks.
-	for _, t := range in.tasks {
-		row := taskRow(t)
-		u.Tasks = append(u.Tasks, row)
-		if row.Finished && !row.CreatedAt.Before(in.chargeFrom) && row.Billable > 0 {
-			u.Charges = append(u.Charges, store.Charge{
-				UserID: in.userID, Family: store.FamilyTask, Subject: t.ID, Total: row.Billable,
-				Meta: map[string]any{"task_id": t.ID, "emails": row.Emails, "day": row.CreatedAt.Format(time.DateOnly)},
-			})
-		}
-	}
+	// Tasks: the part of the pass no chunk has applied yet.
+	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks)
+	u.Tasks = rows
+	u.Charges = append(u.Charges, charges...)
 
 	// A day is settled once it has been read at or after its end plus the settle lag.
 	var settled *time.Time
@@ -165,6 +158,24 @@ func buildPlan(in planInput) *store.UserSync {
 	}
 	u.SettledThrough = settled
 	return u
+}
+
+// planTasks turns listed tasks into their rows and the charges of those finished since
+// CHARGE_FROM; a chunk of a pass and the pass's final transaction use it alike.
+func planTasks(userID string, chargeFrom time.Time, tasks []upstream.Task) ([]store.TaskRow, []store.Charge) {
+	rows := make([]store.TaskRow, 0, len(tasks))
+	var charges []store.Charge
+	for _, t := range tasks {
+		row := taskRow(t)
+		rows = append(rows, row)
+		if row.Finished && !row.CreatedAt.Before(chargeFrom) && row.Billable > 0 {
+			charges = append(charges, store.Charge{
+				UserID: userID, Family: store.FamilyTask, Subject: t.ID, Total: row.Billable,
+				Meta: map[string]any{"task_id": t.ID, "emails": row.Emails, "day": row.CreatedAt.Format(time.DateOnly)},
+			})
+		}
+	}
+	return rows, charges
 }
 
 func partialFrom(w window, chargeFrom time.Time) any {

@@ -43,6 +43,11 @@ type Options struct {
 	SettleLag          time.Duration
 	TaskOverlap        time.Duration
 	RevisionWindow     time.Duration
+	// RevisionInterval is how often finished tasks are re-read for revisions: zero takes
+	// RevisionIntervalDefault, RevisionEveryCycle (REVISION_INTERVAL=0) sweeps every cycle.
+	RevisionInterval time.Duration
+	// MaxTaskPages caps the pages of one task listing pass (MaxTaskPagesDefault).
+	MaxTaskPages       int
 	FailureBackoffBase time.Duration
 	FailureBackoffMax  time.Duration
 	MaxBackfillDays    int
@@ -51,6 +56,12 @@ type Options struct {
 	WorkerID           string
 	Now                func() time.Time
 }
+
+// RevisionIntervalDefault is REVISION_INTERVAL's default.
+const RevisionIntervalDefault = time.Hour
+
+// RevisionEveryCycle as Options.RevisionInterval re-reads finished tasks on every cycle.
+const RevisionEveryCycle time.Duration = -1
 
 func (o Options) withDefaults() Options {
 	def := func(d *time.Duration, v time.Duration) {
@@ -66,6 +77,12 @@ func (o Options) withDefaults() Options {
 	def(&o.SettleLag, 2*time.Hour)
 	def(&o.TaskOverlap, 10*time.Minute)
 	def(&o.RevisionWindow, 24*time.Hour)
+	if o.RevisionInterval == 0 {
+		o.RevisionInterval = RevisionIntervalDefault
+	}
+	if o.MaxTaskPages <= 0 {
+		o.MaxTaskPages = MaxTaskPagesDefault
+	}
 	def(&o.FailureBackoffBase, time.Minute)
 	def(&o.FailureBackoffMax, time.Hour)
 	if o.MaxBackfillDays <= 0 {
@@ -89,6 +106,8 @@ type Syncer struct {
 	opts Options
 	// hooks lets tests stop a sync at a chosen point (see hooks.go); nil in production.
 	hooks *Hooks
+	// chunkPages is how many task pages a chunk transaction applies; tests lower it.
+	chunkPages int
 }
 
 // New builds a Syncer.
@@ -96,7 +115,7 @@ func New(st *store.Store, up Upstream, log *zap.Logger, opts Options) *Syncer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults()}
+	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults(), chunkPages: TaskChunkPagesDefault}
 }
 
 // CycleOptions select the users of one cycle.
@@ -205,6 +224,22 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 		default:
 		}
 	}
+	// Readers claim users and read them; each hands its user's final transaction to a writer and
+	// claims the next user at once, so one user's database work never holds up the next user's
+	// reads. The queue is as deep as there are readers: a reader waits only when every writer
+	// is busy and the queue is full, which bounds the plans held in memory.
+	jobs := make(chan *finishJob, s.opts.Concurrency)
+	var writers sync.WaitGroup
+	for range s.opts.Concurrency {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for j := range jobs {
+				oc, err := s.finish(ctx, sum.RunID, j)
+				record(j.lease.UserID, oc, err)
+			}
+		}()
+	}
 	for range s.opts.Concurrency {
 		wg.Add(1)
 		go func() {
@@ -227,12 +262,18 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 				if lease == nil {
 					return
 				}
-				oc, err := s.syncLeased(ctx, log, sum.RunID, lease)
+				job, oc, err := s.readLeased(ctx, log, sum.RunID, lease)
+				if job != nil {
+					jobs <- job
+					continue
+				}
 				record(lease.UserID, oc, err)
 			}
 		}()
 	}
 	wg.Wait()
+	close(jobs)
+	writers.Wait()
 	if n, err := s.st.LeasedElsewhere(context.WithoutCancel(ctx), req); err == nil {
 		sum.Skipped = n
 	}
@@ -250,50 +291,85 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	return sum, nil
 }
 
-// syncLeased syncs one claimed user, keeping its lease alive, and records the outcome.
-func (s *Syncer) syncLeased(ctx context.Context, runLog *zap.Logger, runID string, lease *store.Lease) (outcome, error) {
+// finishJob is a user whose reads are done, waiting for its final transaction; its lease is
+// renewed until that transaction ends.
+type finishJob struct {
+	lease     *store.Lease
+	log       *zap.Logger
+	started   time.Time
+	plan      *store.UserSync
+	res       userResult
+	stopRenew context.CancelFunc
+	renewDone <-chan struct{}
+}
+
+// readLeased reads one claimed user, keeping its lease alive. On success it returns the job that
+// finishes the user; otherwise it records the outcome itself (a failure, an abandoned or lost
+// lease) and returns it.
+func (s *Syncer) readLeased(ctx context.Context, runLog *zap.Logger, runID string, lease *store.Lease) (*finishJob, outcome, error) {
 	log := runLog.With(zap.String("user_id", lease.UserID))
 	ctx = logging.WithLogger(ctx, log)
 	started := time.Now()
 
 	userCtx, cancel := context.WithTimeoutCause(ctx, s.opts.UserTimeout, errUserTimeout)
 	defer cancel()
+	// Renewal outlives the reads (and shutdown): it stops when the user's final transaction
+	// has ended, whichever goroutine runs it.
+	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	lost := make(chan struct{})
 	renewDone := make(chan struct{})
 	go func() {
 		defer close(renewDone)
-		s.renew(userCtx, log, lease, lost, cancel)
+		s.renew(renewCtx, log, lease, lost, cancel)
 	}()
-	res, err := s.syncUser(userCtx, log, runID, lease)
+	plan, res, err := s.readUser(userCtx, log, runID, lease)
 	timedOut := errors.Is(context.Cause(userCtx), errUserTimeout)
-	cancel()
-	<-renewDone
-
-	// Shutdown: the fetch was cut short before anything was written; give the user back.
-	if err != nil && ctx.Err() != nil && !errors.Is(err, store.ErrLeaseLost) {
-		if rerr := s.st.Release(context.WithoutCancel(ctx), lease); rerr != nil {
-			log.Warn("sync.user.release_failed", zap.Error(rerr))
-		}
-		log.Warn("sync.user.abandoned", zap.String("reason", "shutdown"), zap.Duration("duration", time.Since(started)))
-		return outcomeAbandoned, err
-	}
 	select {
 	case <-lost:
 		err = store.ErrLeaseLost
 	default:
 	}
+	if err == nil {
+		return &finishJob{lease: lease, log: log, started: started, plan: plan, res: res, stopRenew: stopRenew, renewDone: renewDone}, 0, nil
+	}
+	stopRenew()
+	<-renewDone
+
+	// Shutdown: the reads were cut short; chunks already applied are kept (the next sync finds
+	// them done), and the user is given back.
+	if ctx.Err() != nil && !errors.Is(err, store.ErrLeaseLost) {
+		if rerr := s.st.Release(context.WithoutCancel(ctx), lease); rerr != nil {
+			log.Warn("sync.user.release_failed", zap.Error(rerr))
+		}
+		log.Warn("sync.user.abandoned", zap.String("reason", "shutdown"), zap.Duration("duration", time.Since(started)))
+		return nil, outcomeAbandoned, err
+	}
 	if errors.Is(err, store.ErrLeaseLost) {
 		log.Warn("sync.user.lease_lost", zap.Duration("duration", time.Since(started)))
+		return nil, outcomeAbandoned, err
+	}
+	if timedOut && !errors.Is(err, errUserTimeout) {
+		err = fmt.Errorf("%w: %w", errUserTimeout, err)
+	}
+	return nil, outcomeFailed, s.fail(ctx, log, runID, lease, err, time.Since(started))
+}
+
+// finish applies a read user's final transaction and records the outcome. The transaction's
+// own fence decides whether the lease still held: a renewal that raced with its commit and
+// found the lease released must not turn a committed sync into a lost one.
+func (s *Syncer) finish(ctx context.Context, runID string, j *finishJob) (outcome, error) {
+	err := s.applyUser(ctx, j.log, j.lease, j.plan, &j.res)
+	j.stopRenew()
+	<-j.renewDone
+	if errors.Is(err, store.ErrLeaseLost) {
+		j.log.Warn("sync.user.lease_lost", zap.Duration("duration", time.Since(j.started)))
 		return outcomeAbandoned, err
 	}
 	if err != nil {
-		if timedOut && !errors.Is(err, errUserTimeout) {
-			err = fmt.Errorf("%w: %w", errUserTimeout, err)
-		}
-		return outcomeFailed, s.fail(ctx, log, runID, lease, err, time.Since(started))
+		return outcomeFailed, s.fail(ctx, j.log, runID, j.lease, err, time.Since(j.started))
 	}
-	log.Info("sync.user.done", append(res.fields(), zap.Duration("duration", time.Since(started)))...)
-	if res.applied.Status == "degraded" {
+	j.log.Info("sync.user.done", append(j.res.fields(), zap.Duration("duration", time.Since(j.started)))...)
+	if j.res.applied.Status == "degraded" {
 		return outcomeDegraded, nil
 	}
 	return outcomeSynced, nil
@@ -329,7 +405,10 @@ func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease 
 	kind := "internal"
 	var retryAfter time.Duration
 	var ue *upstream.Error
+	var pe *PagingError
 	switch {
+	case errors.As(err, &pe):
+		kind = pe.Kind
 	case errors.Is(err, errUserTimeout), errors.Is(err, context.DeadlineExceeded):
 		kind = "timeout"
 	case errors.As(err, &ue):

@@ -26,70 +26,135 @@ type window struct {
 }
 
 type userResult struct {
-	days, keys, tasksSeen, pages int
-	applied                      store.Applied
+	days, keys, tasksSeen, pages, chunks int
+	quiet                                bool
+	chunkTasksWritten                    int64
+	chunkCharges                         store.ChargeResult
+	applied                              store.Applied
 }
 
 func (r userResult) fields() []zap.Field {
 	a := r.applied
 	return []zap.Field{
-		zap.String("status", a.Status), zap.Int("days", r.days), zap.Int("keys", r.keys),
+		zap.String("status", a.Status), zap.Int("days", r.days), zap.Bool("quiet", r.quiet), zap.Int("keys", r.keys),
 		zap.Int64("keys_written", a.KeysWritten), zap.Int64("keys_revoked", a.KeysRevoked),
 		zap.Int64("usage_rows_written", a.UsageWritten+a.PurposeWritten),
-		zap.Int("tasks_seen", r.tasksSeen), zap.Int("task_pages", r.pages), zap.Int64("tasks_written", a.TasksWritten),
-		zap.Int("charges", len(a.Charge.Posted)), zap.Int64("charged", a.Charge.Amount), zap.Int64("debited", a.Charge.Debited),
+		zap.Int("tasks_seen", r.tasksSeen), zap.Int("task_pages", r.pages), zap.Int("task_chunks", r.chunks),
+		zap.Int64("tasks_written", a.TasksWritten+r.chunkTasksWritten),
+		zap.Int("charges", len(a.Charge.Posted)+len(r.chunkCharges.Posted)),
+		zap.Int64("charged", a.Charge.Amount+r.chunkCharges.Amount), zap.Int64("debited", a.Charge.Debited+r.chunkCharges.Debited),
 	}
 }
 
-// syncUser reads everything for one user without holding a transaction, builds the user's
-// complete result, and applies it in one transaction.
-func (s *Syncer) syncUser(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease) (userResult, error) {
+// readUser reads everything for one user without holding a transaction across a request:
+// task pages are applied in chunks as they arrive (each chunk its own short transaction), and
+// what is left — keys, usage, key charges, the last tasks and sync_state — is returned as the
+// plan of the user's final transaction, which the caller applies (or hands to a writer).
+func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease) (*store.UserSync, userResult, error) {
 	var res userResult
 	now := s.opts.Now().UTC()
 	chargeFrom := lease.EnrolledAt.UTC()
 	if s.opts.ChargeFrom != nil {
 		chargeFrom = s.opts.ChargeFrom.UTC()
 	}
+	shadow := !s.opts.ChargeEnabled
 	days := passDays(now, chargeFrom, lease.SettledThrough, s.opts.MaxBackfillDays)
-	res.days = len(days)
 	firstDay := startOfDay(now)
 	if len(days) > 0 {
 		firstDay = days[0]
 	}
-	state, err := s.st.LoadUser(ctx, lease.UserID, firstDay, s.opts.RevisionWindow)
+	state, err := s.st.LoadUser(ctx, lease.UserID, firstDay)
 	if err != nil {
-		return res, err
+		return nil, res, err
 	}
+
+	// The lifetime listing first: when nothing in it moved since a previous sync that saw
+	// nothing move while it read, the unsettled windows cannot have changed (docs/scale.md).
+	before, err := s.up.ListKeys(ctx, lease.UserID, nil, nil)
+	if err != nil {
+		return nil, res, fmt.Errorf("lifetime key listing: %w", err)
+	}
+	fp := listingFingerprint(before, chargeFrom, shadow)
+	res.quiet = fp != "" && fp == state.ReadsFingerprint && len(lease.BlockedKeys) == 0
+	if res.quiet {
+		days = settleDue(days, now, s.opts.SettleLag)
+	}
+	res.days = len(days)
 
 	windows := make([]window, 0, len(days))
 	for _, d := range days {
 		w, err := s.readWindow(ctx, lease.UserID, d, chargeFrom)
 		if err != nil {
-			return res, err
+			return nil, res, err
 		}
 		windows = append(windows, w)
 	}
-	// The lifetime listing comes after the windows, so a request counted in a window is also in
-	// the lifetime total the guard compares it with.
-	lifetime, err := s.up.ListKeys(ctx, lease.UserID, nil, nil)
-	if err != nil {
-		return res, fmt.Errorf("lifetime key listing: %w", err)
+	lifetime := before
+	if !res.quiet {
+		// Read again after the windows, so a request counted in a window is also in the lifetime
+		// total the guard compares it with; the two listings agreeing means nothing moved while
+		// the windows were read. A quiet sync's windows (settling reads only) are of days that
+		// ended before its listing, so that listing already counts them.
+		if lifetime, err = s.up.ListKeys(ctx, lease.UserID, nil, nil); err != nil {
+			return nil, res, fmt.Errorf("lifetime key listing: %w", err)
+		}
+		if listingFingerprint(lifetime, chargeFrom, shadow) != fp {
+			fp = ""
+		}
 	}
 	res.keys = len(lifetime.Keys)
-	tasks, pages, err := s.readTasks(ctx, log, lease.UserID, now, state.TaskWatermark)
-	if err != nil {
-		return res, err
-	}
-	res.tasksSeen, res.pages = len(tasks), pages
 	if lifetime.Dropped > 0 {
 		log.Warn("upstream.keys.dropped", zap.Int("entries", lifetime.Dropped), zap.String("why", "no id"))
 	}
 
+	// Finished tasks are re-read for revisions at most once per REVISION_INTERVAL; between
+	// those sweeps the pass starts at the oldest unfinished task.
+	sweep := s.opts.RevisionInterval < 0 || state.RevisionSweptAt == nil || !now.Before(state.RevisionSweptAt.Add(s.opts.RevisionInterval))
+	watermark := state.TaskWatermarkOpen
+	if sweep {
+		watermark = state.TaskWatermark
+	}
+	var pending []upstream.Task // pages not yet applied by a chunk
+	pendingPages := 0
+	emit := func(page []upstream.Task) error {
+		pending = append(pending, page...)
+		pendingPages++
+		if pendingPages < s.chunkPages {
+			return nil
+		}
+		rows, charges := planTasks(lease.UserID, chargeFrom, pending)
+		pending, pendingPages = pending[:0], 0
+		c, err := s.st.ApplyChunk(ctx, lease, store.TaskChunk{Tasks: rows, Charges: charges, Shadow: shadow})
+		if err != nil {
+			return err
+		}
+		res.chunks++
+		res.chunkTasksWritten += c.TasksWritten
+		res.chunkCharges.Posted = append(res.chunkCharges.Posted, c.Charge.Posted...)
+		res.chunkCharges.Amount += c.Charge.Amount
+		res.chunkCharges.Debited += c.Charge.Debited
+		logCharges(log, c.Charge, shadow)
+		if s.hooks != nil && s.hooks.AfterChunk != nil {
+			return s.hooks.AfterChunk(ctx, lease.UserID, res.chunks)
+		}
+		return nil
+	}
+	res.tasksSeen, res.pages, err = s.readTasks(ctx, log, lease.UserID, now, watermark, emit)
+	if err != nil {
+		return nil, res, err
+	}
+
 	plan := buildPlan(planInput{
 		userID: lease.UserID, runID: runID, now: now, chargeFrom: chargeFrom, settleLag: s.opts.SettleLag,
-		settled: lease.SettledThrough, windows: windows, lifetime: lifetime, tasks: tasks,
-		settledTotals: state.SettledKeyTotals, shadow: !s.opts.ChargeEnabled,
+		settled: lease.SettledThrough, windows: windows, lifetime: lifetime, tasks: pending,
+		settledTotals: state.SettledKeyTotals, shadow: shadow,
 	})
+	plan.ReadsFingerprint = fp
+	plan.Now = now
+	plan.RevisionWindow = s.opts.RevisionWindow
+	if sweep {
+		plan.SweptAt = &now
+	}
 	for id, why := range plan.BlockedKeys {
 		log.Error("charge.key_blocked", zap.String("key_id", id), zap.String("reason", why))
 	}
@@ -100,17 +165,24 @@ func (s *Syncer) syncUser(ctx context.Context, log *zap.Logger, runID string, le
 	}
 	if s.hooks != nil && s.hooks.BeforeApply != nil {
 		if err := s.hooks.BeforeApply(ctx, lease.UserID); err != nil {
-			return res, err
+			return nil, res, err
 		}
 	}
+	return plan, res, nil
+}
+
+// applyUser runs a user's final transaction. It runs to completion even during shutdown, so
+// what was read is not thrown away.
+func (s *Syncer) applyUser(ctx context.Context, log *zap.Logger, lease *store.Lease, plan *store.UserSync, res *userResult) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
+	var err error
 	res.applied, err = s.st.Apply(actx, lease, plan)
 	if err != nil {
-		return res, err
+		return err
 	}
-	logCharges(log, res.applied.Charge, !s.opts.ChargeEnabled)
-	return res, nil
+	logCharges(log, res.applied.Charge, plan.Shadow)
+	return nil
 }
 
 func (s *Syncer) readWindow(ctx context.Context, user string, day, chargeFrom time.Time) (window, error) {
@@ -134,43 +206,67 @@ func (s *Syncer) readWindow(ctx context.Context, user string, day, chargeFrom ti
 }
 
 // readTasks lists the user's tasks created after the watermark (less the overlap) and before
-// the pass's start, page by page. created_before is fixed for the pass so tasks created while it
-// runs cannot shift the pages; the order is not documented, so the pass dedupes by id and keeps
-// paging until it has covered the count the upstream reported.
-func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, passStart time.Time, watermark *time.Time) ([]upstream.Task, int, error) {
+// the pass's start, page by page, handing each page to emit as it arrives. created_before is
+// fixed for the pass so tasks created while it runs cannot shift the pages; the order is not
+// documented, so the pass keeps paging until it has covered the count the upstream reported.
+// The pass is bounded: it stops with a *PagingError when pages bring nothing new, when it passes
+// the page cap, or when the count claimed could not be listed within the cap. It remembers only
+// hashes of the ids it saw, so its memory is bounded by the cap, not by the user's history.
+func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, passStart time.Time, watermark *time.Time, emit func([]upstream.Task) error) (seen, pages int, err error) {
 	q := upstream.TaskQuery{CreatedBefore: &passStart, Limit: taskPageSize}
 	if watermark != nil {
 		after := watermark.Add(-s.opts.TaskOverlap)
 		q.CreatedAfter = &after
 	}
-	byID := map[string]int{}
-	var tasks []upstream.Task
-	pages := 0
+	ids := idSet{}
+	stalled := 0
+	maxCount := s.opts.MaxTaskPages * taskPageSize
 	for {
+		if pages >= s.opts.MaxTaskPages {
+			return seen, pages, &PagingError{Kind: KindTasksPageCap, Pages: pages,
+				Detail: fmt.Sprintf("more than %d pages in one pass without reaching the end", s.opts.MaxTaskPages)}
+		}
 		page, err := s.up.ListTasks(ctx, user, q)
 		if err != nil {
-			return nil, pages, fmt.Errorf("task page at offset %d: %w", q.Offset, err)
+			return seen, pages, fmt.Errorf("task page at offset %d: %w", q.Offset, err)
 		}
 		pages++
-		for _, t := range page.Tasks {
-			if i, ok := byID[t.ID]; ok {
-				tasks[i] = t
-				continue
-			}
-			byID[t.ID] = len(tasks)
-			tasks = append(tasks, t)
+		if page.Count > maxCount {
+			return seen, pages, &PagingError{Kind: KindTasksCountAbsurd, Pages: pages, Count: page.Count,
+				Detail: fmt.Sprintf("the upstream claims %d tasks, more than one pass may list (%d pages of %d)", page.Count, s.opts.MaxTaskPages, taskPageSize)}
 		}
+		fresh := 0
+		for _, t := range page.Tasks {
+			if ids.add(t.ID) {
+				fresh++
+			}
+		}
+		seen += fresh
 		got := len(page.Tasks) + page.Dropped
+		if got > 0 && fresh == 0 {
+			stalled++
+			if stalled >= taskStallPagesDefault {
+				return seen, pages, &PagingError{Kind: KindTasksNoProgress, Pages: pages, Count: page.Count,
+					Detail: fmt.Sprintf("%d pages in a row brought no task not already seen", stalled)}
+			}
+		} else {
+			stalled = 0
+		}
+		if len(page.Tasks) > 0 {
+			if err := emit(page.Tasks); err != nil {
+				return seen, pages, err
+			}
+		}
 		q.Offset += got
 		// Without a count (the field is optional) a short page is the last one.
 		if got == 0 || (page.Count > 0 && q.Offset >= page.Count) || (page.Count <= 0 && got < q.Limit) {
 			break
 		}
 		if pages%50 == 0 {
-			log.Info("sync.tasks.progress", zap.Int("pages", pages), zap.Int("tasks", len(tasks)), zap.Int("count", page.Count))
+			log.Info("sync.tasks.progress", zap.Int("pages", pages), zap.Int("tasks", seen), zap.Int("count", page.Count))
 		}
 	}
-	return tasks, pages, nil
+	return seen, pages, nil
 }
 
 func logCharges(log *zap.Logger, r store.ChargeResult, shadow bool) {
