@@ -179,6 +179,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		SettleLag:          app.cfg.SettleLag,
 		TaskOverlap:        app.cfg.TaskOverlap,
 		RevisionWindow:     app.cfg.RevisionWindow,
+		RevisionInterval:   revisionInterval(app.cfg.RevisionInterval),
 		FailureBackoffBase: app.cfg.FailureBackoffBase,
 		FailureBackoffMax:  app.cfg.FailureBackoffMax,
 		MaxBackfillDays:    app.cfg.MaxBackfillDays,
@@ -358,4 +359,13 @@ func isUUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// revisionInterval maps REVISION_INTERVAL to the syncer's option, where zero means "the default"
+// and REVISION_INTERVAL=0 means every cycle.
+func revisionInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return syncer.RevisionEveryCycle
+	}
+	return d
 }

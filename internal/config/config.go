@@ -51,10 +51,11 @@ type Config struct {
 	FailureBackoffBase time.Duration `envconfig:"FAILURE_BACKOFF_BASE" default:"1m" desc:"first wait before retrying a user whose sync failed; doubles per failure"`
 	FailureBackoffMax  time.Duration `envconfig:"FAILURE_BACKOFF_MAX" default:"1h" desc:"longest wait before retrying a failed user"`
 
-	SettleLag       time.Duration `envconfig:"SETTLE_LAG" default:"2h" desc:"a UTC day is final once read this long after its end"`
-	MaxBackfillDays int           `envconfig:"MAX_BACKFILL_DAYS" default:"7" desc:"unsettled days re-read per cycle, at most (1..90)"`
-	TaskOverlap     time.Duration `envconfig:"TASK_OVERLAP" default:"10m" desc:"overlap of consecutive task listings"`
-	RevisionWindow  time.Duration `envconfig:"REVISION_WINDOW" default:"24h" desc:"finished tasks are re-read this long for revised counts"`
+	SettleLag        time.Duration `envconfig:"SETTLE_LAG" default:"2h" desc:"a UTC day is final once read this long after its end"`
+	MaxBackfillDays  int           `envconfig:"MAX_BACKFILL_DAYS" default:"7" desc:"unsettled days re-read per cycle, at most (1..90)"`
+	TaskOverlap      time.Duration `envconfig:"TASK_OVERLAP" default:"10m" desc:"overlap of consecutive task listings"`
+	RevisionWindow   time.Duration `envconfig:"REVISION_WINDOW" default:"24h" desc:"finished tasks are re-read this long for revised counts"`
+	RevisionInterval time.Duration `envconfig:"REVISION_INTERVAL" default:"1h" desc:"finished tasks are re-read for revisions at most this often per user; 0: every cycle"`
 
 	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" default:"false" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`
 	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's enrolment"`
@@ -290,6 +291,9 @@ func (c Config) validateSync(p *problems) {
 	c.positive(p, "SETTLE_LAG", c.SettleLag, 0)
 	c.positive(p, "TASK_OVERLAP", c.TaskOverlap, 0)
 	c.positive(p, "REVISION_WINDOW", c.RevisionWindow, 0)
+	if c.RevisionInterval < 0 {
+		p.addf("REVISION_INTERVAL %s is negative: set 0 (every cycle) or a positive duration (default 1h)", c.RevisionInterval)
+	}
 	if c.MaxBackfillDays < 1 || c.MaxBackfillDays > 90 {
 		p.addf("MAX_BACKFILL_DAYS %d is out of range: set 1 to 90 (default 7)", c.MaxBackfillDays)
 	}

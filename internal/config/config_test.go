@@ -94,6 +94,7 @@ func TestDefaults(t *testing.T) {
 		MaxBackfillDays:    7,
 		TaskOverlap:        10 * time.Minute,
 		RevisionWindow:     24 * time.Hour,
+		RevisionInterval:   time.Hour,
 		LogLevel:           "info",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -240,6 +241,7 @@ func TestValidateProblems(t *testing.T) {
 		{"settle lag", with(valid(), "SETTLE_LAG", "0s"), ModeSync, "SETTLE_LAG 0s is not positive"},
 		{"task overlap", with(valid(), "TASK_OVERLAP", "-5m"), ModeSync, "TASK_OVERLAP -5m0s is not positive"},
 		{"revision window", with(valid(), "REVISION_WINDOW", "0s"), ModeSync, "REVISION_WINDOW 0s is not positive"},
+		{"revision interval", with(valid(), "REVISION_INTERVAL", "-1m"), ModeSync, "REVISION_INTERVAL -1m0s is negative"},
 		{"backfill", with(valid(), "MAX_BACKFILL_DAYS", "91"), ModeSync, "MAX_BACKFILL_DAYS 91 is out of range"},
 		{"JWT TTL", with(valid(), "UPSTREAM_JWT_TTL", "0s"), ModeSync, "UPSTREAM_JWT_TTL 0s is not positive"},
 		{"timeout", with(valid(), "UPSTREAM_TIMEOUT", "-1s"), ModeSync, "UPSTREAM_TIMEOUT -1s is not positive"},

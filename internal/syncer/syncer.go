@@ -37,12 +37,12 @@ type Upstream interface {
 
 // Options tune a Syncer; zero values take the defaults DESIGN.md gives.
 type Options struct {
-	Concurrency        int
-	LeaseTTL           time.Duration
-	UserTimeout        time.Duration
-	SettleLag          time.Duration
-	TaskOverlap        time.Duration
-	RevisionWindow     time.Duration
+	Concurrency    int
+	LeaseTTL       time.Duration
+	UserTimeout    time.Duration
+	SettleLag      time.Duration
+	TaskOverlap    time.Duration
+	RevisionWindow time.Duration
 	// RevisionInterval is how often finished tasks are re-read for revisions: zero takes
 	// RevisionIntervalDefault, RevisionEveryCycle (REVISION_INTERVAL=0) sweeps every cycle.
 	RevisionInterval time.Duration
