@@ -438,17 +438,10 @@ func (s *Sim) listTasks(u *user, r *http.Request, now time.Time) reply {
 	if len(bad) > 0 {
 		return fieldsReply(bad)
 	}
-	after, before := ts[0], ts[1]
-	var match []taskView
-	for _, v := range u.visibleTasks(now) {
-		if (!after.IsZero() && !v.CreatedAt.After(after)) || (!before.IsZero() && !v.CreatedAt.Before(before)) {
-			continue
-		}
-		match = append(match, v)
-	}
-	out := wireTaskList{Count: len(match), Limit: limit, Offset: offset, Tasks: []wireTask{}}
-	for i := offset; i < len(match) && i < offset+limit; i++ {
-		out.Tasks = append(out.Tasks, summary(u.id, match[i]))
+	count, page := u.listPage(now, ts[0], ts[1], offset, limit)
+	out := wireTaskList{Count: count, Limit: limit, Offset: offset, Tasks: []wireTask{}}
+	for _, v := range page {
+		out.Tasks = append(out.Tasks, summary(u.id, v))
 	}
 	return reply{status: http.StatusOK, body: out}
 }

@@ -2,8 +2,13 @@ package syncer_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +17,7 @@ import (
 
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/syncer"
+	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
 // requestLog counts the simulator's authenticated requests per user and kind.
@@ -301,4 +307,98 @@ func TestLeaseHeldAcrossChunksForManyTTLs(t *testing.T) {
 		t.Fatalf("%d users were taken over from a live worker", lost)
 	}
 	e.checkInvariants(true)
+}
+
+// hostileTasks serves the simulator, except that the task listing of one user misbehaves as
+// page(offset) says; it counts the task pages served.
+type hostileTasks struct {
+	next  http.Handler
+	user  string
+	page  func(offset int) map[string]any
+	pages atomic.Int32
+}
+
+func (h *hostileTasks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/api/v1/tasks" || r.URL.Query().Get("user_id") != h.user {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	h.pages.Add(1)
+	off, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(h.page(off))
+}
+
+// runningTasks is a page of 100 unfinished tasks numbered from first.
+func runningTasks(user string, first int, created time.Time) []map[string]any {
+	out := make([]map[string]any, 100)
+	for i := range out {
+		out[i] = map[string]any{"id": fmt.Sprintf("hostile-%07d", first+i), "user_id": user,
+			"created_at": created.Format(time.RFC3339Nano), "metrics": map[string]any{"progress": 0.5}}
+	}
+	return out
+}
+
+// A task pass is bounded: it stops with its own error kind when pages bring nothing new, when it
+// passes the page cap, or when the count claimed is absurd; the user fails visibly, nothing of
+// the pass moves its watermark, and the other user is synced.
+func TestTaskPagingIsBounded(t *testing.T) {
+	t.Parallel()
+	const maxPages = 20
+	cases := []struct {
+		name, kind string
+		page       func(user string, created time.Time) func(int) map[string]any
+		maxServed  int32
+	}{
+		{"same ids on every page", syncer.KindTasksNoProgress, func(user string, created time.Time) func(int) map[string]any {
+			return func(int) map[string]any {
+				return map[string]any{"count": 1000, "limit": 100, "tasks": runningTasks(user, 0, created)}
+			}
+		}, 4},
+		{"new ids forever, no count", syncer.KindTasksPageCap, func(user string, created time.Time) func(int) map[string]any {
+			return func(off int) map[string]any {
+				return map[string]any{"limit": 100, "offset": off, "tasks": runningTasks(user, off, created)}
+			}
+		}, maxPages},
+		{"absurd count", syncer.KindTasksCountAbsurd, func(user string, created time.Time) func(int) map[string]any {
+			return func(off int) map[string]any {
+				return map[string]any{"count": 1_000_000_000, "limit": 100, "offset": off, "tasks": runningTasks(user, off, created)}
+			}
+		}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, envConfig{sim: simulator.Config{Seed: 66, Users: 2, KeysPerUser: 1, TasksPerUser: 2, HistoryDays: 1}})
+			ids := e.sim.Users()
+			bad := ids[0]
+			h := &hostileTasks{next: e.sim.Handler(), user: bad, page: tc.page(bad, e.clock.Now().Add(-time.Hour))}
+			srv := httptest.NewServer(h)
+			t.Cleanup(srv.Close)
+			o := e.opts
+			o.MaxTaskPages = maxPages
+			s := syncer.New(e.st, e.client(func(c *upstream.Config) { c.BaseURL = srv.URL + "/api/v1" }), e.log, o)
+			s.SetChunkPages(1)
+			sum := e.cycle(s, syncer.CycleOptions{All: true})
+			if sum.Failed != 1 || sum.Synced != 1 {
+				t.Fatalf("summary %+v; want the hostile user failed and the other synced", sum)
+			}
+			if got := h.pages.Load(); got > tc.maxServed {
+				t.Fatalf("%d task pages read; the pass should stop by page %d", got, tc.maxServed)
+			}
+			var kind, status string
+			var wm *time.Time
+			if err := e.st.Pool().QueryRow(context.Background(), `select last_error_kind, status, task_watermark from sync_state where user_id = $1`, bad).
+				Scan(&kind, &status, &wm); err != nil {
+				t.Fatal(err)
+			}
+			if kind != tc.kind || status != "error" || wm != nil {
+				t.Fatalf("sync_state: kind %q status %q watermark %v; want %q, error, no watermark", kind, status, wm, tc.kind)
+			}
+			if n := len(e.events("sync.user.failed")); n != 1 {
+				t.Fatalf("%d sync.user.failed lines, want 1", n)
+			}
+			e.checkInvariants(false)
+		})
+	}
 }
