@@ -271,6 +271,8 @@ func TestGuardHaltsChargingForInconsistentKeys(t *testing.T) {
 
 // TestPropertyRandomHistoriesAndFaults draws usage histories and fault schedules from a seed,
 // runs cycles through them, and checks the invariants at every step and after convergence.
+// Some draws have heavy users (several task pages, one chunk each) and kill the worker between
+// two chunks.
 // PROPERTY_SEED reproduces a failing run; PROPERTY_RUNS sets how many seeds are drawn.
 func TestPropertyRandomHistoriesAndFaults(t *testing.T) {
 	t.Parallel()
@@ -294,9 +296,15 @@ func TestPropertyRandomHistoriesAndFaults(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 0x5eed))
 			users := 2 + r.IntN(3)
 			balances := map[string]int64{}
-			e := setup(t, envConfig{sim: simulator.Config{Seed: int64(seed), Users: users, KeysPerUser: 1 + r.IntN(3), TasksPerUser: r.IntN(5),
+			// One user set in three is heavy: several task pages, applied one chunk per page.
+			tasks := r.IntN(5)
+			if r.IntN(3) == 0 {
+				tasks = 101 + r.IntN(200)
+			}
+			e := setup(t, envConfig{sim: simulator.Config{Seed: int64(seed), Users: users, KeysPerUser: 1 + r.IntN(3), TasksPerUser: tasks,
 				HistoryDays: 1 + r.IntN(3), RetryAfter: 0}, balance: int64(50 + r.IntN(2000)), balances: balances})
 			s := e.syncer()
+			s.SetChunkPages(1)
 			ids := e.sim.Users()
 			for step := range 6 {
 				for _, u := range ids {
@@ -327,14 +335,28 @@ func TestPropertyRandomHistoriesAndFaults(t *testing.T) {
 				if r.IntN(3) == 0 {
 					killAt = int32(r.IntN(users))
 				}
-				var n atomic.Int32
-				s.SetHooks(&syncer.Hooks{BeforeApply: func(hctx context.Context, _ string) error {
-					if n.Add(1)-1 == killAt {
-						cancel()
-						return errors.Join(hctx.Err(), context.Canceled)
-					}
-					return nil
-				}})
+				// A kill between two chunks of a heavy user: after the chunkKill-th chunk of the cycle.
+				chunkKill := int32(-1)
+				if r.IntN(3) == 0 {
+					chunkKill = int32(1 + r.IntN(3))
+				}
+				var n, chunks atomic.Int32
+				s.SetHooks(&syncer.Hooks{
+					BeforeApply: func(hctx context.Context, _ string) error {
+						if n.Add(1)-1 == killAt {
+							cancel()
+							return errors.Join(hctx.Err(), context.Canceled)
+						}
+						return nil
+					},
+					AfterChunk: func(hctx context.Context, _ string, _ int) error {
+						if chunks.Add(1) == chunkKill {
+							cancel()
+							return errors.Join(hctx.Err(), context.Canceled)
+						}
+						return nil
+					},
+				})
 				if _, err := s.RunCycle(ctx, syncer.CycleOptions{All: true}); err != nil {
 					t.Fatalf("step %d: %v", step, err)
 				}
