@@ -89,3 +89,48 @@ func TestTransactionPoolerModeRunsWithoutPreparedStatements(t *testing.T) {
 		t.Fatalf("%d prepared statements on a transaction-mode connection (%v)", prepared, err)
 	}
 }
+
+// The fence a worker holds while it writes does not stop its own lease from being renewed, while
+// a claim by another worker still skips the row rather than waiting or taking it. The bounded
+// contexts only turn a regression (a renewal blocked behind the fence) into a failure instead of
+// a hang; nothing here measures time.
+func TestRenewalNeverWaitsOnTheFence(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, users := setup(t, 10)
+	if _, err := st.Enrol(ctx); err != nil {
+		t.Fatal(err)
+	}
+	since, err := st.Now(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(owner string) store.ClaimRequest {
+		return store.ClaimRequest{Owner: owner, RunID: owner, Since: since, TTL: time.Minute, UserID: users[0]}
+	}
+	a, err := st.Claim(ctx, req("a"))
+	if err != nil || a == nil {
+		t.Fatalf("a claims: %v %v", a, err)
+	}
+	end, err := st.HoldFence(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer end()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := st.Renew(rctx, a, time.Minute); err != nil {
+		t.Fatalf("renewal while the worker's own transaction holds the fence: %v", err)
+	}
+	// Even past its expiry, a fenced row is skipped by another worker's claim, not taken.
+	if _, err := st.Pool().Exec(ctx, `update sync_state set lease_expires_at = now() - interval '1 second' where user_id = $1`, users[0]); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := st.Claim(rctx, req("b")); err != nil || b != nil {
+		t.Fatalf("b claimed a row fenced by a writing worker: %+v %v", b, err)
+	}
+	end()
+	if b, err := st.Claim(rctx, req("b")); err != nil || b == nil {
+		t.Fatalf("b could not claim the expired lease once the fence was gone: %+v %v", b, err)
+	}
+}
