@@ -257,6 +257,9 @@ func upsertKeys(ctx context.Context, tx pgx.Tx, user string, keys []KeyRow) (wri
 }
 
 func upsertUsage(ctx context.Context, tx pgx.Tx, user string, rows []UsageRow, zero []KeyDay) (int64, error) {
+	if len(rows) == 0 && len(zero) == 0 {
+		return 0, nil
+	}
 	rows = dedupe(rows, func(r UsageRow) string { return r.KeyID + "|" + r.Day.UTC().Format(time.DateOnly) })
 	n := len(rows)
 	keys, purposes := make([]string, n), make([]string, n)
@@ -297,6 +300,9 @@ func upsertUsage(ctx context.Context, tx pgx.Tx, user string, rows []UsageRow, z
 }
 
 func upsertPurposeUsage(ctx context.Context, tx pgx.Tx, user string, rows []PurposeRow) (int64, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
 	rows = dedupe(rows, func(r PurposeRow) string { return r.Purpose + "|" + r.Day.UTC().Format(time.DateOnly) })
 	n := len(rows)
 	purposes, days, counts := make([]string, n), make([]time.Time, n), make([]int64, n)
@@ -320,6 +326,9 @@ func upsertPurposeUsage(ctx context.Context, tx pgx.Tx, user string, rows []Purp
 // upsertTasks writes a task only when one of its mirrored columns changed. finished_at is the
 // upstream's when given, else kept from an earlier sync, else now (first seen finished).
 func upsertTasks(ctx context.Context, tx pgx.Tx, user string, tasks []TaskRow) (int64, error) {
+	if len(tasks) == 0 {
+		return 0, nil
+	}
 	tasks = dedupe(tasks, func(t TaskRow) string { return t.ID })
 	n := len(tasks)
 	ids, statuses, sources, hooks := make([]string, n), make([]string, n), make([]string, n), make([]string, n)

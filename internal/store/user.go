@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -25,33 +26,24 @@ type UserState struct {
 // LoadUser reads the user's state for a sync that re-reads days from firstDay on.
 func (s *Store) LoadUser(ctx context.Context, user string, firstDay time.Time) (UserState, error) {
 	st := UserState{SettledKeyTotals: map[string]int64{}}
-	rows, err := s.pool.Query(ctx, `
-		select api_key_id, sum(count)::bigint from api_usage
-		where origin = 'usage-sync' and user_id = $1 and api_key_id is not null and period_start < $2
-		group by api_key_id`, user, firstDay.UTC())
-	if err != nil {
-		return st, fmt.Errorf("load settled usage of %s: %w", user, err)
-	}
-	for rows.Next() {
-		var k string
-		var n int64
-		if err := rows.Scan(&k, &n); err != nil {
-			rows.Close()
-			return st, fmt.Errorf("load settled usage of %s: %w", user, err)
-		}
-		st.SettledKeyTotals[k] = n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("load settled usage of %s: %w", user, err)
-	}
-	var fp *string
-	err = s.pool.QueryRow(ctx, `
-		select reads_fingerprint, task_watermark, task_watermark_open, revision_swept_at
-		from sync_state where user_id = $1`, user).
-		Scan(&fp, &st.TaskWatermark, &st.TaskWatermarkOpen, &st.RevisionSweptAt)
+	// One round trip: this runs on every sync, beside the user's first upstream request.
+	var (
+		fp     *string
+		totals []byte
+	)
+	err := s.pool.QueryRow(ctx, `
+		select s.reads_fingerprint, s.task_watermark, s.task_watermark_open, s.revision_swept_at,
+		       (select coalesce(jsonb_object_agg(k, n), '{}'::jsonb) from (
+		          select api_key_id as k, sum(count)::bigint as n from api_usage
+		          where origin = 'usage-sync' and user_id = $1 and api_key_id is not null and period_start < $2
+		          group by api_key_id) settled)
+		from sync_state s where s.user_id = $1`, user, firstDay.UTC()).
+		Scan(&fp, &st.TaskWatermark, &st.TaskWatermarkOpen, &st.RevisionSweptAt, &totals)
 	if err != nil {
 		return st, fmt.Errorf("load sync state of %s: %w", user, err)
+	}
+	if err := json.Unmarshal(totals, &st.SettledKeyTotals); err != nil {
+		return st, fmt.Errorf("load settled usage of %s: %w", user, err)
 	}
 	if fp != nil {
 		st.ReadsFingerprint = *fp

@@ -63,17 +63,28 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 	if len(days) > 0 {
 		firstDay = days[0]
 	}
-	state, err := s.st.LoadUser(ctx, lease.UserID, firstDay)
-	if err != nil {
-		return nil, res, err
+	// The stored state loads while the first request is in flight: neither needs the other.
+	type loaded struct {
+		state store.UserState
+		err   error
 	}
+	stateCh := make(chan loaded, 1)
+	go func() {
+		st, err := s.st.LoadUser(ctx, lease.UserID, firstDay)
+		stateCh <- loaded{st, err}
+	}()
 
 	// The lifetime listing first: when nothing in it moved since a previous sync that saw
 	// nothing move while it read, the unsettled windows cannot have changed (docs/scale.md).
 	before, err := s.up.ListKeys(ctx, lease.UserID, nil, nil)
+	ld := <-stateCh
 	if err != nil {
 		return nil, res, fmt.Errorf("lifetime key listing: %w", err)
 	}
+	if ld.err != nil {
+		return nil, res, ld.err
+	}
+	state := ld.state
 	fp := listingFingerprint(before, chargeFrom, shadow)
 	res.quiet = fp != "" && fp == state.ReadsFingerprint && len(lease.BlockedKeys) == 0
 	if res.quiet {
