@@ -28,9 +28,10 @@ type window struct {
 type userResult struct {
 	days, keys, tasksSeen, pages, chunks int
 	quiet                                bool
-	chunkTasksWritten                    int64
-	chunkCharges                         store.ChargeResult
-	applied                              store.Applied
+	// What the chunks did, as counts only: a pass must not hold what it has applied.
+	chunkTasksWritten, chunkAmount, chunkDebited int64
+	chunkCharges                                 int
+	applied                                      store.Applied
 }
 
 func (r userResult) fields() []zap.Field {
@@ -41,8 +42,8 @@ func (r userResult) fields() []zap.Field {
 		zap.Int64("usage_rows_written", a.UsageWritten+a.PurposeWritten),
 		zap.Int("tasks_seen", r.tasksSeen), zap.Int("task_pages", r.pages), zap.Int("task_chunks", r.chunks),
 		zap.Int64("tasks_written", a.TasksWritten+r.chunkTasksWritten),
-		zap.Int("charges", len(a.Charge.Posted)+len(r.chunkCharges.Posted)),
-		zap.Int64("charged", a.Charge.Amount+r.chunkCharges.Amount), zap.Int64("debited", a.Charge.Debited+r.chunkCharges.Debited),
+		zap.Int("charges", len(a.Charge.Posted)+r.chunkCharges),
+		zap.Int64("charged", a.Charge.Amount+r.chunkAmount), zap.Int64("debited", a.Charge.Debited+r.chunkDebited),
 	}
 }
 
@@ -141,9 +142,9 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 		}
 		res.chunks++
 		res.chunkTasksWritten += c.TasksWritten
-		res.chunkCharges.Posted = append(res.chunkCharges.Posted, c.Charge.Posted...)
-		res.chunkCharges.Amount += c.Charge.Amount
-		res.chunkCharges.Debited += c.Charge.Debited
+		res.chunkCharges += len(c.Charge.Posted)
+		res.chunkAmount += c.Charge.Amount
+		res.chunkDebited += c.Charge.Debited
 		logCharges(log, c.Charge, shadow)
 		if s.hooks != nil && s.hooks.AfterChunk != nil {
 			return s.hooks.AfterChunk(ctx, lease.UserID, res.chunks)
