@@ -402,3 +402,41 @@ func TestTaskPagingIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// Finished tasks are re-read for revisions once per REVISION_INTERVAL: a revision of an older
+// finished task is not listed between sweeps, and is charged by the first sync after the interval.
+func TestRevisionSweepsFollowTheInterval(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 67, Users: 1, KeysPerUser: 1, TasksPerUser: -1, HistoryDays: 1}})
+	u := e.sim.Users()[0]
+	now := e.clock.Now()
+	for i := range 150 { // older finished tasks first, then a newer one
+		at := now.Add(-5*time.Hour + time.Duration(i)*time.Minute)
+		e.sim.AddTask(u, simulator.Task{ID: taskID(i), CreatedAt: at, Emails: 4, Done: 4, Finished: true, FinishedAt: &at,
+			Results: map[string]int64{"valid": 2}})
+	}
+	rl := e.countRequests()
+	s := e.syncer(func(o *syncer.Options) { o.RevisionInterval = time.Hour })
+	e.cycle(s, syncer.CycleOptions{All: true})
+	if got := countKind(rl.take(u), "tasks"); got != 2 {
+		t.Fatalf("first pass read %d task pages, want 2 (150 tasks)", got)
+	}
+	e.sim.UpdateTask(u, taskID(0), func(t *simulator.Task) { t.Results = map[string]int64{"valid": 4} })
+	e.clock.Add(30 * time.Minute)
+	e.cycle(s, syncer.CycleOptions{All: true})
+	if got := countKind(rl.take(u), "tasks"); got != 1 {
+		t.Fatalf("between sweeps the pass read %d task pages, want 1", got)
+	}
+	if got := e.q(`select count(*) from credit_ledger where subject = $1 and source = 'task_adjust'`, taskID(0)); got != 0 {
+		t.Fatal("a revision of an old finished task was read between sweeps")
+	}
+	e.clock.Add(31 * time.Minute)
+	e.cycle(s, syncer.CycleOptions{All: true})
+	if got := countKind(rl.take(u), "tasks"); got != 2 {
+		t.Fatalf("the sweep read %d task pages, want 2", got)
+	}
+	if got := e.q(`select coalesce(sum(amount), 0) from credit_ledger where subject = $1`, taskID(0)); got != 4 {
+		t.Fatalf("task %s charged %d after the sweep, want 4 (2, then the revision's 2)", taskID(0), got)
+	}
+	e.checkInvariants(true)
+}
