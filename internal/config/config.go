@@ -51,10 +51,11 @@ type Config struct {
 	FailureBackoffBase time.Duration `envconfig:"FAILURE_BACKOFF_BASE" default:"1m" desc:"first wait before retrying a user whose sync failed; doubles per failure"`
 	FailureBackoffMax  time.Duration `envconfig:"FAILURE_BACKOFF_MAX" default:"1h" desc:"longest wait before retrying a failed user"`
 
-	SettleLag        time.Duration `envconfig:"SETTLE_LAG" default:"2h" desc:"a UTC day is final once read this long after its end"`
-	MaxBackfillDays  int           `envconfig:"MAX_BACKFILL_DAYS" default:"7" desc:"unsettled days re-read per cycle, at most (1..90)"`
-	TaskOverlap      time.Duration `envconfig:"TASK_OVERLAP" default:"10m" desc:"overlap of consecutive task listings"`
-	RevisionWindow   time.Duration `envconfig:"REVISION_WINDOW" default:"24h" desc:"finished tasks are re-read this long for revised counts"`
+	SettleLag       time.Duration `envconfig:"SETTLE_LAG" default:"2h" desc:"a UTC day is final once read this long after its end"`
+	MaxBackfillDays int           `envconfig:"MAX_BACKFILL_DAYS" default:"7" desc:"unsettled days re-read per cycle, at most (1..90)"`
+	TaskOverlap     time.Duration `envconfig:"TASK_OVERLAP" default:"10m" desc:"overlap of consecutive task listings"`
+	RevisionWindow  time.Duration `envconfig:"REVISION_WINDOW" default:"24h" desc:"finished tasks are re-read this long for revised counts"`
+
 	RevisionInterval time.Duration `envconfig:"REVISION_INTERVAL" default:"1h" desc:"finished tasks are re-read for revisions at most this often per user; 0: every cycle"`
 
 	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" default:"false" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`

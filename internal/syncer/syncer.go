@@ -37,17 +37,12 @@ type Upstream interface {
 
 // Options tune a Syncer; zero values take the defaults DESIGN.md gives.
 type Options struct {
-	Concurrency    int
-	LeaseTTL       time.Duration
-	UserTimeout    time.Duration
-	SettleLag      time.Duration
-	TaskOverlap    time.Duration
-	RevisionWindow time.Duration
-	// RevisionInterval is how often finished tasks are re-read for revisions: zero takes
-	// RevisionIntervalDefault, RevisionEveryCycle (REVISION_INTERVAL=0) sweeps every cycle.
-	RevisionInterval time.Duration
-	// MaxTaskPages caps the pages of one task listing pass (MaxTaskPagesDefault).
-	MaxTaskPages       int
+	Concurrency        int
+	LeaseTTL           time.Duration
+	UserTimeout        time.Duration
+	SettleLag          time.Duration
+	TaskOverlap        time.Duration
+	RevisionWindow     time.Duration
 	FailureBackoffBase time.Duration
 	FailureBackoffMax  time.Duration
 	MaxBackfillDays    int
@@ -55,6 +50,12 @@ type Options struct {
 	ChargeFrom         *time.Time // nil → each user's enrolment
 	WorkerID           string
 	Now                func() time.Time
+
+	// RevisionInterval is how often finished tasks are re-read for revisions: zero takes
+	// RevisionIntervalDefault, RevisionEveryCycle (REVISION_INTERVAL=0) sweeps every cycle.
+	RevisionInterval time.Duration
+	// MaxTaskPages caps the pages of one task listing pass; zero takes MaxTaskPagesDefault.
+	MaxTaskPages int
 }
 
 // RevisionIntervalDefault is REVISION_INTERVAL's default.
