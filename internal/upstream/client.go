@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/usage-sync/usage-sync/internal/logging"
-	"github.com/usage-sync/usage-sync/internal/safetext"
 )
 
 // Config configures a Client. Zero durations take the documented defaults.
@@ -413,18 +412,9 @@ func (c *Client) attempt(ctx context.Context, cl call, target, token string) (re
 	// A partial error body still names the problem; a read error here changes nothing. What
 	// the server says is cleaned before it is kept: it reaches sync_state, logs and terminals.
 	body, _, _ := readLimited(resp.Body, maxErrorBody)
-	eb := decodeErrorBody(body)
-	e := c.newError(cl, kindOfStatus(resp.StatusCode), safetext.Clean(redact(eb.message, token), maxMessage))
-	e.Status = resp.StatusCode
-	for name, reason := range eb.fields {
-		if len(e.Fields) >= maxFields {
-			break
-		}
-		if e.Fields == nil {
-			e.Fields = make(map[string]string, min(len(eb.fields), maxFields))
-		}
-		e.Fields[safetext.Clean(redact(name, token), maxName)] = safetext.Clean(redact(reason, token), maxMessage)
-	}
+	msg, fields := kept(decodeErrorBody(body), token)
+	e := c.newError(cl, kindOfStatus(resp.StatusCode), msg)
+	e.Status, e.Fields = resp.StatusCode, fields
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	}

@@ -225,6 +225,28 @@ func ownUsage(m UsageMetrics, user string) (UsageMetrics, error) {
 	return m, nil
 }
 
+// kept is what an error keeps of what the server said: its message and at most maxFields
+// field reasons, scrubbed of the token and cleaned, since they reach sync_state, logs and
+// terminals.
+func kept(eb errorBody, token string) (string, map[string]string) {
+	var fields map[string]string
+	names := make([]string, 0, len(eb.fields))
+	for name := range eb.fields {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if len(fields) >= maxFields {
+			break
+		}
+		if fields == nil {
+			fields = make(map[string]string, min(len(eb.fields), maxFields))
+		}
+		fields[safetext.Clean(redact(name, token), maxName)] = safetext.Clean(redact(eb.fields[name], token), maxMessage)
+	}
+	return safetext.Clean(redact(eb.message, token), maxMessage), fields
+}
+
 // noRedirects returns a copy of hc that never follows a redirect: the token must go to the
 // configured origin only, and an answer from anywhere else must not be mirrored or charged.
 func noRedirects(hc *http.Client) *http.Client {
