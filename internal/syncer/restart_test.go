@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/store"
@@ -24,6 +26,7 @@ type dbProxy struct {
 	mu     sync.Mutex
 	down   bool
 	conns  map[net.Conn]bool
+	ports  []int // local ports of every connection to the database, as pg_stat_activity shows them
 }
 
 func newDBProxy(t *testing.T, target string) *dbProxy {
@@ -56,6 +59,9 @@ func (p *dbProxy) serve() {
 			continue
 		}
 		p.conns[c], p.conns[s] = true, true
+		if a, ok := s.LocalAddr().(*net.TCPAddr); ok {
+			p.ports = append(p.ports, a.Port)
+		}
 		p.mu.Unlock()
 		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
 		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
@@ -75,6 +81,25 @@ func (p *dbProxy) setDown(down bool) {
 	}
 }
 
+// restart takes the database away as a restart does: it cuts every connection through the proxy
+// and ends the server processes behind them, waiting until they are gone. Cutting the sockets
+// alone is not enough: a server process can still execute a statement it had already been sent
+// (a claim, say) after the test has moved on, and lease a user behind its back.
+func (p *dbProxy) restart(ctx context.Context, direct *pgxpool.Pool) error {
+	p.setDown(true)
+	p.mu.Lock()
+	ports := append([]int(nil), p.ports...)
+	p.mu.Unlock()
+	var stuck int
+	err := direct.QueryRow(ctx, `
+		select count(*) filter (where not pg_terminate_backend(pid, 60000))
+		from pg_stat_activity where client_port = any($1::int[]) and pid <> pg_backend_pid()`, ports).Scan(&stuck)
+	if err == nil && stuck > 0 {
+		err = fmt.Errorf("%d server processes outlived pg_terminate_backend", stuck)
+	}
+	return err
+}
+
 func TestDatabaseRestart(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{sim: simulator.Config{Seed: 32, Users: 3, KeysPerUser: 2, TasksPerUser: 3, HistoryDays: 2}})
@@ -92,12 +117,18 @@ func TestDatabaseRestart(t *testing.T) {
 	s := syncer.New(st, e.client(), e.log, e.opts)
 
 	// The database goes away while the first user is between its reads and its write.
-	var once sync.Once
+	var (
+		once       sync.Once
+		restartErr error
+	)
 	s.SetHooks(&syncer.Hooks{BeforeApply: func(context.Context, string) error {
-		once.Do(func() { proxy.setDown(true) })
+		once.Do(func() { restartErr = proxy.restart(context.Background(), e.st.Pool()) })
 		return nil
 	}})
 	sum, err := s.RunCycle(context.Background(), syncer.CycleOptions{})
+	if restartErr != nil {
+		t.Fatalf("restart: %v", restartErr)
+	}
 	if err == nil && sum.OK() {
 		t.Fatalf("a cycle with the database gone reported success: %+v", sum)
 	}
