@@ -405,7 +405,7 @@ func (c *Client) attempt(ctx context.Context, cl call, target, token string) (re
 
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		// Never followed (see noRedirects): permanent, and named.
-		e := c.newError(cl, KindPermanent, redirectMessage(resp.StatusCode, resp.Header.Get("Location"), token))
+		e := c.newError(cl, KindPermanent, redirectMessage(resp.Header.Get("Location"), token))
 		e.Status = resp.StatusCode
 		return response{}, e
 	}

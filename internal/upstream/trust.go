@@ -257,10 +257,10 @@ func noRedirects(hc *http.Client) *http.Client {
 
 // redirectMessage is a 3xx's error text: it names where the upstream pointed, so an operator
 // can fix UPSTREAM_BASE_URL if the move is genuine.
-func redirectMessage(status int, location, token string) string {
+func redirectMessage(location, token string) string {
 	loc := safetext.Clean(redact(location, token), maxMessage)
 	if loc == "" {
 		loc = "(no Location)"
 	}
-	return fmt.Sprintf("redirect to %s not followed (status %d): point UPSTREAM_BASE_URL at the final URL if the API moved", loc, status)
+	return fmt.Sprintf("redirect to %s not followed: point UPSTREAM_BASE_URL at the final URL if the API moved", loc)
 }
