@@ -26,7 +26,6 @@ type dbProxy struct {
 	mu     sync.Mutex
 	down   bool
 	conns  map[net.Conn]bool
-	ports  []int // local ports of every connection to the database, as pg_stat_activity shows them
 }
 
 func newDBProxy(t *testing.T, target string) *dbProxy {
@@ -59,9 +58,6 @@ func (p *dbProxy) serve() {
 			continue
 		}
 		p.conns[c], p.conns[s] = true, true
-		if a, ok := s.LocalAddr().(*net.TCPAddr); ok {
-			p.ports = append(p.ports, a.Port)
-		}
 		p.mu.Unlock()
 		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
 		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
@@ -86,19 +82,40 @@ func (p *dbProxy) setDown(down bool) {
 // alone is not enough: a server process can still execute a statement it had already been sent
 // (a claim, say) after the test has moved on, and lease a user behind its back.
 func (p *dbProxy) restart(ctx context.Context, direct *pgxpool.Pool) error {
-	p.setDown(true)
-	p.mu.Lock()
-	ports := append([]int(nil), p.ports...)
-	p.mu.Unlock()
-	var stuck int
-	err := direct.QueryRow(ctx, `
-		select count(*) filter (where not pg_terminate_backend(pid, 60000))
-		from pg_stat_activity where client_port = any($1::int[]) and pid <> pg_backend_pid()`, ports).Scan(&stuck)
-	if err == nil && stuck > 0 {
-		err = fmt.Errorf("%d server processes outlived pg_terminate_backend", stuck)
+	var before int
+	if err := direct.QueryRow(ctx, `
+		select count(*) from pg_stat_activity where datname = current_database() and application_name = $1`,
+		proxiedApp).Scan(&before); err != nil {
+		return err
 	}
-	return err
+	if before == 0 {
+		return fmt.Errorf("no connection through the proxy is named %s: the restart would end nothing", proxiedApp)
+	}
+	p.setDown(true)
+	// pg_terminate_backend(pid, timeout) returns once the process has exited (false, with a
+	// warning, for one that exited by itself meanwhile), so the count afterwards says whether
+	// any is left. The proxied connections are told apart by their application_name.
+	for range 3 {
+		if _, err := direct.Exec(ctx, `
+			select pg_terminate_backend(pid, 60000) from pg_stat_activity
+			where datname = current_database() and application_name = $1`, proxiedApp); err != nil {
+			return err
+		}
+		var left int
+		if err := direct.QueryRow(ctx, `
+			select count(*) from pg_stat_activity where datname = current_database() and application_name = $1`,
+			proxiedApp).Scan(&left); err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("server processes behind the proxy outlived pg_terminate_backend")
 }
+
+// proxiedApp is the application_name of the worker's connections through the proxy.
+const proxiedApp = "usage-sync-through-proxy"
 
 func TestDatabaseRestart(t *testing.T) {
 	t.Parallel()
@@ -109,6 +126,11 @@ func TestDatabaseRestart(t *testing.T) {
 	}
 	proxy := newDBProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	dsn := strings.Replace(e.dsn, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), proxy.ln.Addr().String(), 1)
+	if strings.Contains(dsn, "?") {
+		dsn += "&application_name=" + proxiedApp
+	} else {
+		dsn += "?application_name=" + proxiedApp
+	}
 	st, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
