@@ -95,8 +95,15 @@ func (s *Store) ApplyChunk(ctx context.Context, l *Lease, c TaskChunk) (ChunkApp
 		if err := fence(ctx, tx, l); err != nil {
 			return err
 		}
+		if err := checkProfile(ctx, tx, l.UserID); err != nil {
+			return err
+		}
 		var err error
 		if out.TasksWritten, err = upsertTasks(ctx, tx, l.UserID, c.Tasks); err != nil {
+			return err
+		}
+		// As in Apply: a chunk whose tasks another user owns writes nothing and charges nothing.
+		if err := checkOwnership(ctx, tx, l.UserID, &UserSync{Tasks: c.Tasks}); err != nil {
 			return err
 		}
 		out.Charge, err = chargeTx(ctx, tx, c.Charges, c.Shadow)
@@ -140,6 +147,9 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 		if err := fence(ctx, tx, l); err != nil {
 			return err
 		}
+		if err := checkProfile(ctx, tx, l.UserID); err != nil {
+			return err
+		}
 		var err error
 		if out.KeysWritten, out.KeysRevoked, err = upsertKeys(ctx, tx, l.UserID, u.Keys); err != nil {
 			return err
@@ -151,6 +161,9 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 			return err
 		}
 		if out.TasksWritten, err = upsertTasks(ctx, tx, l.UserID, u.Tasks); err != nil {
+			return err
+		}
+		if err := checkOwnership(ctx, tx, l.UserID, u); err != nil {
 			return err
 		}
 		if out.Charge, err = chargeTx(ctx, tx, u.Charges, u.Shadow); err != nil {

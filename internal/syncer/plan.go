@@ -48,7 +48,7 @@ type planInput struct {
 // buildPlan turns what one sync read into what it writes. It is pure, so every rule of
 // DESIGN.md's Semantics section can be tested without a database or an upstream.
 func buildPlan(in planInput) *store.UserSync {
-	u := &store.UserSync{RunID: in.runID, Shadow: in.shadow, BlockedKeys: map[string]string{}}
+	u := &store.UserSync{RunID: in.runID, Shadow: in.shadow, BlockedKeys: negativeKeys(in)}
 
 	lifetime := map[string]upstream.Key{}
 	for _, k := range in.lifetime.Keys {
@@ -56,7 +56,7 @@ func buildPlan(in planInput) *store.UserSync {
 		u.Keys = append(u.Keys, store.KeyRow{
 			ID: k.ID, Name: k.Name, Purpose: k.Purpose, Integration: upstream.Integration(k.Purpose),
 			IsActive: k.IsActive == nil || *k.IsActive, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt,
-			TotalRequests: k.TotalRequests,
+			TotalRequests: storable(k.TotalRequests),
 		})
 	}
 
@@ -73,6 +73,9 @@ func buildPlan(in planInput) *store.UserSync {
 				continue // "unknown" is not zero: the stored row stays
 			}
 			listed[k.ID] = true
+			if negative(k.TotalRequests) {
+				continue // inconsistent: not stored, and the key is blocked
+			}
 			purpose := k.Purpose
 			if lk, ok := lifetime[k.ID]; ok && lk.Purpose != "" {
 				purpose = lk.Purpose
@@ -95,6 +98,9 @@ func buildPlan(in planInput) *store.UserSync {
 			}
 		}
 		for purpose, n := range w.purposes.RequestsByPurpose {
+			if n < 0 {
+				continue // inconsistent: the stored total stays
+			}
 			u.PurposeUsage = append(u.PurposeUsage, store.PurposeRow{Purpose: purpose, Day: w.day, Count: n})
 		}
 	}
@@ -140,7 +146,7 @@ func buildPlan(in planInput) *store.UserSync {
 	}
 
 	// Tasks: the part of the pass no chunk has applied yet.
-	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks)
+	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks, u.BlockedKeys)
 	u.Tasks = rows
 	u.Charges = append(u.Charges, charges...)
 
@@ -161,11 +167,16 @@ func buildPlan(in planInput) *store.UserSync {
 }
 
 // planTasks turns listed tasks into their rows and the charges of those finished since
-// CHARGE_FROM; a chunk of a pass and the pass's final transaction use it alike.
-func planTasks(userID string, chargeFrom time.Time, tasks []upstream.Task) ([]store.TaskRow, []store.Charge) {
+// CHARGE_FROM; a chunk of a pass and the pass's final transaction use it alike. A task with a
+// negative count is neither stored nor charged, and is named in blocked (the user is degraded).
+func planTasks(userID string, chargeFrom time.Time, tasks []upstream.Task, blocked map[string]string) ([]store.TaskRow, []store.Charge) {
 	rows := make([]store.TaskRow, 0, len(tasks))
 	var charges []store.Charge
 	for _, t := range tasks {
+		if why := t.NegativeCount(); why != "" {
+			blocked[taskSubject(t.ID)] = why + ": a negative count is inconsistent data; the task is neither stored nor charged"
+			continue
+		}
 		row := taskRow(t)
 		rows = append(rows, row)
 		if row.Finished && !row.CreatedAt.Before(chargeFrom) && row.Billable > 0 {

@@ -115,9 +115,6 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 		}
 	}
 	res.keys = len(lifetime.Keys)
-	if lifetime.Dropped > 0 {
-		log.Warn("upstream.keys.dropped", zap.Int("entries", lifetime.Dropped), zap.String("why", "no id"))
-	}
 
 	// Finished tasks are re-read for revisions at most once per REVISION_INTERVAL; between
 	// those sweeps the pass starts at the oldest unfinished task.
@@ -128,13 +125,14 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 	}
 	var pending []upstream.Task // pages not yet applied by a chunk
 	pendingPages := 0
+	chunkBlocked := map[string]string{} // tasks with negative counts that chunks left out
 	emit := func(page []upstream.Task) error {
 		pending = append(pending, page...)
 		pendingPages++
 		if pendingPages < s.chunkPages {
 			return nil
 		}
-		rows, charges := planTasks(lease.UserID, chargeFrom, pending)
+		rows, charges := planTasks(lease.UserID, chargeFrom, pending, chunkBlocked)
 		pending, pendingPages = pending[:0], 0
 		c, err := s.st.ApplyChunk(ctx, lease, store.TaskChunk{Tasks: rows, Charges: charges, Shadow: shadow})
 		if err != nil {
@@ -161,6 +159,9 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 		settled: lease.SettledThrough, windows: windows, lifetime: lifetime, tasks: pending,
 		settledTotals: state.SettledKeyTotals, shadow: shadow,
 	})
+	for id, why := range chunkBlocked {
+		plan.BlockedKeys[id] = why
+	}
 	plan.ReadsFingerprint = fp
 	plan.Now = now
 	plan.RevisionWindow = s.opts.RevisionWindow
