@@ -114,13 +114,14 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 			return err
 		}
 		_, err = tx.Exec(ctx, `
-			update sync_state set status = $3, last_attempt_at = now(), last_success_at = now(),
+			update sync_state set status = $3, last_attempt_at = coalesce($8::timestamptz, now()),
+			       last_success_at = coalesce($8::timestamptz, now()),
 			       last_error = nullif($4, ''), last_error_kind = case when $4 = '' then null else 'degraded' end,
-			       consecutive_failures = 0, next_attempt_at = now(),
+			       consecutive_failures = 0, next_attempt_at = coalesce($8::timestamptz, now()),
 			       settled_through = coalesce(($5::timestamptz at time zone 'UTC')::date, settled_through), blocked_keys = $6,
 			       last_run_id = $7, lease_owner = null, lease_expires_at = null, updated_at = now()
 			where user_id = $1 and lease_token = $2`,
-			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID)
+			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID, l.at())
 		if err != nil {
 			return fmt.Errorf("record success: %w", err)
 		}

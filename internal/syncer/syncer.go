@@ -49,7 +49,10 @@ type Options struct {
 	ChargeEnabled      bool
 	ChargeFrom         *time.Time // nil → each user's enrolment
 	WorkerID           string
-	Now                func() time.Time
+	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
+	// backoff and cycles use the database's now(), the one clock every replica shares. Tests set
+	// it, and then everything that decides time runs on it, in Go and in SQL.
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -87,6 +90,8 @@ type Syncer struct {
 	up   Upstream
 	log  *zap.Logger
 	opts Options
+	// clock is Options.Now as given: nil lets the SQL use the database's now().
+	clock func() time.Time
 	// hooks lets tests stop a sync at a chosen point (see hooks.go); nil in production.
 	hooks *Hooks
 }
@@ -96,7 +101,16 @@ func New(st *store.Store, up Upstream, log *zap.Logger, opts Options) *Syncer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults()}
+	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults(), clock: opts.Now}
+}
+
+// at is the clock reading passed into SQL as @now: nil unless a test set Options.Now.
+func (s *Syncer) at() *time.Time {
+	if s.clock == nil {
+		return nil
+	}
+	t := s.clock()
+	return &t
 }
 
 // CycleOptions select the users of one cycle.
@@ -114,6 +128,7 @@ type UserFailure struct {
 // Summary is what a cycle did.
 type Summary struct {
 	RunID                                             string
+	Cycle                                             int64 // the shared cycle it took users for; 0 for --user
 	Due, Synced, Degraded, Failed, Skipped, Abandoned int
 	Duration                                          time.Duration
 	Failures                                          []UserFailure
@@ -162,19 +177,28 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 			return sum, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 		}
 	}
-	enrolled, err := s.st.Enrol(ctx)
+	enrolled, err := s.st.Enrol(ctx, s.at())
 	if err != nil {
 		return sum, fmt.Errorf("start cycle: %w", err)
 	}
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
+	// A run for one user (--user, a webhook) takes that user once, whichever cycle took it; every
+	// other run joins the cycle the other workers are in, so replicas split it (docs/cycles.md).
+	workers, joined := s.opts.Concurrency, false
+	if o.UserID != "" {
+		workers = 1
+	} else {
+		c, err := s.st.JoinCycle(ctx, sum.RunID, s.at())
+		if err != nil {
+			return sum, fmt.Errorf("start cycle: %w", err)
+		}
+		req.Cycle, sum.Cycle, joined = c.ID, c.ID, c.Joined
+	}
 	log.Info("sync.cycle.start", zap.String("trigger", o.Trigger), zap.Int64("enrolled", enrolled),
+		zap.Int64("cycle", sum.Cycle), zap.Bool("joined", joined),
 		zap.Bool("all", o.All), zap.String("only_user", o.UserID), zap.Bool("charge_enabled", s.opts.ChargeEnabled),
 		zap.Int("concurrency", s.opts.Concurrency))
 
-	since, err := s.st.Now(ctx)
-	if err != nil {
-		return sum, fmt.Errorf("start cycle: %w", err)
-	}
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, Since: since, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID}
 	var (
 		mu       sync.Mutex
 		claimErr error
@@ -205,7 +229,7 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 		default:
 		}
 	}
-	for range s.opts.Concurrency {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -229,6 +253,9 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 				}
 				oc, err := s.syncLeased(ctx, log, sum.RunID, lease)
 				record(lease.UserID, oc, err)
+				if o.UserID != "" {
+					return
+				}
 			}
 		}()
 	}
