@@ -49,15 +49,19 @@ type envConfig struct {
 	balance  int64
 	balances map[string]int64
 	shadow   bool // CHARGE_ENABLED=false
+	start    time.Time // where the clock starts; zero: the real now
 }
 
-// setup builds an env. Unless the config says otherwise, the clock stands at the real now
-// (the database's now() and the syncer's clock then agree) and CHARGE_FROM is two days ago at
-// midnight, so the simulator's history is charged.
+// setup builds an env. Unless the config says otherwise, the clock stands at the real now and
+// CHARGE_FROM is two days ago at midnight, so the simulator's history is charged. The syncer runs
+// on the clock in Go and in SQL alike, so it may stand anywhere.
 func setup(t testing.TB, c envConfig) *env {
 	t.Helper()
 	st, dsn := pgtest.Open(t, pgtest.Plain)
 	clk := &clock{t: time.Now().UTC()}
+	if !c.start.IsZero() {
+		clk.t = c.start.UTC()
+	}
 	if c.sim.Now == nil {
 		c.sim.Now = clk.Now
 	}
