@@ -308,7 +308,7 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
 	st, err := store.Open(a.startupCtx, cfg.DatabaseURL, store.Options{
-		MaxConns: int32(cfg.DBMaxConns),
+		MaxConns: int32(cfg.PoolSize()),
 		PoolMode: cfg.DBPoolMode,
 		Logger:   log,
 	})
