@@ -88,19 +88,12 @@ type Cycle struct {
 	Joined    bool // another worker started it; this one joined
 }
 
-// cycleOpen: some user due by the plain predicate has not yet been taken in cycle @cycle, or was
-// taken but not finished (its lease is held, or expired without an outcome).
-const cycleOpen = `exists (
-	select 1 from sync_state s
-	where exists (select 1 from profiles p where p.user_id = s.user_id)
-	  and s.next_attempt_at <= ` + clockNow + `
-	  and (s.cycle_id is distinct from @cycle or s.lease_owner is not null))`
-
-// JoinCycle returns the current cycle while it is open, so that a worker starting beside others
-// (replicas on one schedule, a CronJob --once beside the daemon) takes only the users nobody
-// took yet; once every due user of the cycle is done it starts the next one, so consecutive runs
-// each sync everyone due. The cycle row is locked while deciding, so two workers starting
-// together agree on one cycle.
+// JoinCycle returns the current cycle while a plain run could still claim a user in it, so that a
+// worker starting beside others (replicas on one schedule, a CronJob --once beside the daemon)
+// takes only the users nobody took yet. Otherwise it starts the next cycle, so consecutive runs
+// each sync everyone due. Users still in flight do not keep a cycle open: a sync that outlasts
+// the schedule must not leave the other replicas idle at the next tick. The cycle row is locked
+// while deciding, so two workers starting together agree on one cycle.
 func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time) (Cycle, error) {
 	var c Cycle
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
@@ -110,7 +103,8 @@ func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time) (Cy
 			return err
 		}
 		if started != nil {
-			if err := tx.QueryRow(ctx, `select `+cycleOpen, pgx.NamedArgs{"now": now, "cycle": c.ID}).Scan(&c.Joined); err != nil {
+			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "user": nil, "all": false}
+			if err := tx.QueryRow(ctx, `select exists (select 1 from sync_state s where `+dueFilter+`)`, open).Scan(&c.Joined); err != nil {
 				return err
 			}
 		}
@@ -136,10 +130,13 @@ const duePredicate = `(case when @user::uuid is not null then s.user_id = @user:
 
 // dueFilter: still in profiles (a deleted user keeps its sync_state but is synced no more), not
 // taken in this cycle by any worker unless that worker's lease ran out before it recorded an
-// outcome (it crashed or stalled), not leased by another live worker, and due.
+// outcome (it crashed or stalled), not leased by another live worker, and due. A run whose
+// cycle has been succeeded claims nothing more: the new cycle's runs take the users left, and
+// would otherwise find them marked with the old cycle and sync them again.
 const dueFilter = `
 	exists (select 1 from profiles p where p.user_id = s.user_id)
-	and (@cycle::bigint = 0 or s.cycle_id is distinct from @cycle or s.lease_owner is not null)
+	and (@cycle::bigint = 0 or (@cycle = (select c.id from usage_sync.cycle c where c.singleton)
+	     and (s.cycle_id is distinct from @cycle or s.lease_owner is not null)))
 	and (s.lease_expires_at is null or s.lease_expires_at < ` + clockNow + `)
 	and ` + duePredicate
 

@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -315,6 +316,47 @@ func TestFakeClockDayBoundaryAndSettleLag(t *testing.T) {
 	e.clock.Add(26 * time.Minute)
 	if sum := e.cycle(s, syncer.CycleOptions{}); sum.Synced != 1 {
 		t.Fatalf("the user was not due once the clock passed its backoff: %+v", sum)
+	}
+	e.checkInvariants(true)
+}
+
+// A sync that outlasts its cycle does not keep the cycle open: once every other user is done,
+// the next run starts a new cycle and syncs them again rather than idling until the long sync
+// ends; it skips the user still in flight. Worker a (one at a time) takes the users in claim
+// order, user id order here, and holds the last one.
+func TestALongSyncDoesNotHoldTheNextCycle(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 65, Users: 4, KeysPerUser: 1, TasksPerUser: 1, HistoryDays: 1}})
+	ids := e.sim.Users()
+	sort.Strings(ids)
+	heavy := ids[len(ids)-1]
+	holding, release := make(chan struct{}), make(chan struct{})
+	a := e.syncer(func(o *syncer.Options) { o.WorkerID = "a"; o.Concurrency = 1 })
+	a.SetHooks(&syncer.Hooks{BeforeApply: func(_ context.Context, user string) error {
+		if user == heavy {
+			close(holding)
+			<-release
+		}
+		return nil
+	}})
+	done := make(chan syncer.Summary)
+	go func() {
+		sum, err := a.RunCycle(context.Background(), syncer.CycleOptions{})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- sum
+	}()
+	<-holding
+	b := e.syncer(func(o *syncer.Options) { o.WorkerID = "b" })
+	sb := e.cycle(b, syncer.CycleOptions{})
+	close(release)
+	sa := <-done
+	if sa.Synced != 4 {
+		t.Fatalf("a: %+v; want all 4 users, the held one last", sa)
+	}
+	if sb.Cycle == sa.Cycle || sb.Synced != 3 || sb.Skipped != 1 || !sb.OK() {
+		t.Fatalf("b: %+v (a's cycle %d); want a new cycle syncing the 3 others and skipping the held user", sb, sa.Cycle)
 	}
 	e.checkInvariants(true)
 }

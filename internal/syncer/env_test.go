@@ -48,7 +48,7 @@ type envConfig struct {
 	opts     syncer.Options
 	balance  int64
 	balances map[string]int64
-	shadow   bool // CHARGE_ENABLED=false
+	shadow   bool      // CHARGE_ENABLED=false
 	start    time.Time // where the clock starts; zero: the real now
 }
 
@@ -170,8 +170,8 @@ func (e *env) syncState(user string) syncRow {
 	e.t.Helper()
 	var r syncRow
 	err := e.st.Pool().QueryRow(context.Background(), `
-		select status, last_error, consecutive_failures, next_attempt_at > now(), last_success_at is not null
-		from sync_state where user_id = $1`, user).Scan(&r.Status, &r.LastError, &r.ConsecutiveFailures, &r.NextAttemptInFuture, &r.LastSuccess)
+		select status, last_error, consecutive_failures, next_attempt_at > $2, last_success_at is not null
+		from sync_state where user_id = $1`, user, e.clock.Now()).Scan(&r.Status, &r.LastError, &r.ConsecutiveFailures, &r.NextAttemptInFuture, &r.LastSuccess)
 	if err != nil {
 		e.t.Fatalf("sync_state of %s: %v", user, err)
 	}
