@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .tmp
 USERS=${USERS:-1500} LATENCY=${LATENCY:-20ms} REPLICAS=${REPLICAS:-3} CONCURRENCY=${CONCURRENCY:-4}
+BIN=${BIN:-bin/usage-sync} # another build of the worker to compare with
 die() { printf 'replicas: %s\n' "$*" >&2; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -35,7 +36,7 @@ run() {
   local n=$1 pids=() rcs=() started took
   psql "$server" -X -q -v ON_ERROR_STOP=1 -c 'drop database if exists usage_sync_replicas with (force)' 2>/dev/null \
     -c 'create database usage_sync_replicas' >/dev/null
-  DATABASE_URL="$db_url" bin/usage-sync migrate >/dev/null 2>&1
+  DATABASE_URL="$db_url" "$BIN" migrate >/dev/null 2>&1
   psql "$db_url" -X -q -v ON_ERROR_STOP=1 <<<"$seed"
   # Enrol everyone first so that all runs start from the same state.
   psql "$db_url" -X -q -c "insert into sync_state (user_id) select user_id from profiles" >/dev/null
@@ -43,7 +44,7 @@ run() {
   for i in $(seq 1 "$n"); do
     DATABASE_URL="$db_url" UPSTREAM_BASE_URL="http://127.0.0.1:$port/api/v1" UPSTREAM_ADMIN_TOKEN=sim-admin-token \
       SYNC_CONCURRENCY="$CONCURRENCY" WORKER_ID="replica-$i" LOG_LEVEL=warn \
-      bin/usage-sync --once 2>".tmp/replicas-$n-$i.log" &
+      "$BIN" --once 2>".tmp/replicas-$n-$i.log" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do
