@@ -28,12 +28,16 @@ type Lease struct {
 	clock func() time.Time
 }
 
-// at is the lease's clock reading to pass into SQL as @now: nil lets the database use now().
-func (l *Lease) at() *time.Time {
-	if l.clock == nil {
+// at is the lease's clock reading to pass into SQL as @now.
+func (l *Lease) at() *time.Time { return reading(l.clock) }
+
+// reading is what a clock says, to pass into SQL as @now; no clock gives nil, and the database
+// uses its own now().
+func reading(clock func() time.Time) *time.Time {
+	if clock == nil {
 		return nil
 	}
-	t := l.clock()
+	t := clock()
 	return &t
 }
 
@@ -55,8 +59,6 @@ type ClaimRequest struct {
 	// Clock is the time leases, attempts and backoff are measured on; nil: the database's now().
 	Clock func() time.Time
 }
-
-func (r ClaimRequest) at() *time.Time { return (&Lease{clock: r.Clock}).at() }
 
 // HasUser reports whether user is in profiles.
 func (s *Store) HasUser(ctx context.Context, user string) (bool, error) {
@@ -196,7 +198,7 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 		user = &r.UserID
 	}
 	return pgx.NamedArgs{"owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
-		"user": user, "now": r.at()}
+		"user": user, "now": reading(r.Clock)}
 }
 
 // Renew extends the lease while the user is being synced.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usage-sync/usage-sync/internal/simulator"
+	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 )
 
@@ -357,6 +358,28 @@ func TestALongSyncDoesNotHoldTheNextCycle(t *testing.T) {
 	}
 	if sb.Cycle == sa.Cycle || sb.Synced != 3 || sb.Skipped != 1 || !sb.OK() {
 		t.Fatalf("b: %+v (a's cycle %d); want a new cycle syncing the 3 others and skipping the held user", sb, sa.Cycle)
+	}
+	e.checkInvariants(true)
+}
+
+// Cycles, claims and the clock's parameters work through Supabase's transaction pooler mode too
+// (no prepared statements: every parameter goes as text in the simple protocol).
+func TestCyclesInTransactionPoolerMode(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 66, Users: 3, KeysPerUser: 1, TasksPerUser: 1, HistoryDays: 1}})
+	st, err := store.Open(context.Background(), e.dsn, store.Options{MaxConns: 4, PoolMode: "transaction"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := syncer.New(st, e.client(), e.log, e.opts)
+	first := e.cycle(s, syncer.CycleOptions{})
+	second := e.cycle(s, syncer.CycleOptions{})
+	if first.Synced != 3 || second.Synced != 3 || second.Cycle != first.Cycle+1 {
+		t.Fatalf("cycles in transaction mode: %+v then %+v; want 3 users each, in consecutive cycles", first, second)
+	}
+	if sum := e.cycle(s, syncer.CycleOptions{UserID: e.sim.Users()[0]}); sum.Synced != 1 {
+		t.Fatalf("--user in transaction mode: %+v", sum)
 	}
 	e.checkInvariants(true)
 }

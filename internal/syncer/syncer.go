@@ -184,18 +184,17 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
 	// A run for one user (--user, a webhook) takes that user once, whichever cycle took it; every
 	// other run joins the cycle the other workers are in, so replicas split it (docs/cycles.md).
-	workers, joined := s.opts.Concurrency, false
+	workers, cycle := s.opts.Concurrency, store.Cycle{}
 	if o.UserID != "" {
 		workers = 1
 	} else {
-		c, err := s.st.JoinCycle(ctx, sum.RunID, s.at())
-		if err != nil {
+		if cycle, err = s.st.JoinCycle(ctx, sum.RunID, s.at()); err != nil {
 			return sum, fmt.Errorf("start cycle: %w", err)
 		}
-		req.Cycle, sum.Cycle, joined = c.ID, c.ID, c.Joined
+		req.Cycle, sum.Cycle = cycle.ID, cycle.ID
 	}
 	log.Info("sync.cycle.start", zap.String("trigger", o.Trigger), zap.Int64("enrolled", enrolled),
-		zap.Int64("cycle", sum.Cycle), zap.Bool("joined", joined),
+		zap.Int64("cycle", cycle.ID), zap.Bool("joined", cycle.Joined), zap.Time("cycle_started_at", cycle.StartedAt),
 		zap.Bool("all", o.All), zap.String("only_user", o.UserID), zap.Bool("charge_enabled", s.opts.ChargeEnabled),
 		zap.Int("concurrency", s.opts.Concurrency))
 
