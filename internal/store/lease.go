@@ -90,13 +90,16 @@ type Cycle struct {
 	Joined    bool // another worker started it; this one joined
 }
 
-// JoinCycle returns the current cycle while a plain run could still claim a user in it, so that a
-// worker starting beside others (replicas on one schedule, a CronJob --once beside the daemon)
-// takes only the users nobody took yet. Otherwise it starts the next cycle, so consecutive runs
-// each sync everyone due. Users still in flight do not keep a cycle open: a sync that outlasts
-// the schedule must not leave the other replicas idle at the next tick. The cycle row is locked
-// while deciding, so two workers starting together agree on one cycle.
-func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time) (Cycle, error) {
+// JoinCycle returns the current cycle while it is open, so that a worker starting beside others
+// (replicas on one schedule, a CronJob --once beside the daemon) takes only the users nobody took
+// yet; otherwise it starts the next cycle, so consecutive runs each sync everyone due. A cycle is
+// open while a plain run could still claim a user in it, and, for joinWindow after it started,
+// while users it took are still in flight: a replica starting a little late, when the others have
+// claimed everyone, joins rather than syncing everyone again. After the window, users in flight
+// no longer hold the cycle: a sync that outlasts the schedule must not leave the other replicas
+// idle at the next tick. The cycle row is locked while deciding, so two workers starting
+// together agree on one cycle.
+func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time, joinWindow time.Duration) (Cycle, error) {
 	var c Cycle
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var started *time.Time
@@ -105,8 +108,13 @@ func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time) (Cy
 			return err
 		}
 		if started != nil {
-			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "user": nil, "all": false}
-			if err := tx.QueryRow(ctx, `select exists (select 1 from sync_state s where `+dueFilter+`)`, open).Scan(&c.Joined); err != nil {
+			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "user": nil, "all": false, "started": started, "window": joinWindow.String()}
+			if err := tx.QueryRow(ctx, `
+				select exists (select 1 from sync_state s where `+dueFilter+`)
+				    or (@started::timestamptz > `+clockNow+` - @window::interval
+				        and exists (select 1 from sync_state s
+				                    where s.cycle_id = @cycle and s.lease_owner is not null
+				                      and s.lease_expires_at >= `+clockNow+`))`, open).Scan(&c.Joined); err != nil {
 				return err
 			}
 		}

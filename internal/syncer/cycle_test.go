@@ -321,10 +321,11 @@ func TestFakeClockDayBoundaryAndSettleLag(t *testing.T) {
 	e.checkInvariants(true)
 }
 
-// A sync that outlasts its cycle does not keep the cycle open: once every other user is done,
-// the next run starts a new cycle and syncs them again rather than idling until the long sync
-// ends; it skips the user still in flight. Worker a (one at a time) takes the users in claim
-// order, user id order here, and holds the last one.
+// A sync that outlasts its cycle keeps the cycle open only for the join window: a run starting
+// within it joins (a late replica: it claims nothing, the user in flight is skipped); a run
+// starting after it, at the next tick, starts a new cycle and syncs the other users again rather
+// than idling until the long sync ends. Worker a (one at a time) takes the users in claim order,
+// user id order here, and holds the last one. The lease (2 min) outlives the window (1 min).
 func TestALongSyncDoesNotHoldTheNextCycle(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{sim: simulator.Config{Seed: 65, Users: 4, KeysPerUser: 1, TasksPerUser: 1, HistoryDays: 1}})
@@ -350,11 +351,16 @@ func TestALongSyncDoesNotHoldTheNextCycle(t *testing.T) {
 	}()
 	<-holding
 	b := e.syncer(func(o *syncer.Options) { o.WorkerID = "b" })
+	late := e.cycle(b, syncer.CycleOptions{})
+	e.clock.Add(61 * time.Second)
 	sb := e.cycle(b, syncer.CycleOptions{})
 	close(release)
 	sa := <-done
 	if sa.Synced != 4 {
 		t.Fatalf("a: %+v; want all 4 users, the held one last", sa)
+	}
+	if late.Cycle != sa.Cycle || late.Due != 0 || late.Skipped != 1 || !late.OK() {
+		t.Fatalf("b within the join window: %+v (a's cycle %d); want a's cycle joined, nothing to take, the held user skipped", late, sa.Cycle)
 	}
 	if sb.Cycle == sa.Cycle || sb.Synced != 3 || sb.Skipped != 1 || !sb.OK() {
 		t.Fatalf("b: %+v (a's cycle %d); want a new cycle syncing the 3 others and skipping the held user", sb, sa.Cycle)

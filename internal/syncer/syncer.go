@@ -22,6 +22,11 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
+// cycleJoinWindow is how long after a cycle starts a worker still joins it when every due user is
+// already claimed but some are still in flight: replicas on one schedule start within seconds of
+// each other, and a run starting later than this is a new pass, not a late replica.
+const cycleJoinWindow = time.Minute
+
 // ErrUnknownUser means CycleOptions.UserID names no row of profiles.
 var ErrUnknownUser = errors.New("no such user in profiles")
 
@@ -188,7 +193,7 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	if o.UserID != "" {
 		workers = 1
 	} else {
-		if cycle, err = s.st.JoinCycle(ctx, sum.RunID, s.at()); err != nil {
+		if cycle, err = s.st.JoinCycle(ctx, sum.RunID, s.at(), cycleJoinWindow); err != nil {
 			return sum, fmt.Errorf("start cycle: %w", err)
 		}
 		req.Cycle, sum.Cycle = cycle.ID, cycle.ID
