@@ -190,8 +190,11 @@ type dbStats struct {
 // stats waits until no other client session is connected to the database (a backend flushes
 // its statistics before it leaves pg_stat_activity), then reads the table counters from a fresh
 // snapshot.
-func (w *world) stats() dbStats {
+func (w *world) stats(exclude ...uint32) dbStats {
 	w.tb.Helper()
+	if exclude == nil {
+		exclude = []uint32{}
+	}
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, w.dsn)
 	if err != nil {
@@ -202,7 +205,8 @@ func (w *world) stats() dbStats {
 	for {
 		var others int
 		if err := c.QueryRow(ctx, `select count(*) from pg_stat_activity
-			where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`).Scan(&others); err != nil {
+			where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'
+			and pid <> all($1::int[])`, exclude).Scan(&others); err != nil {
 			w.tb.Fatalf("read pg_stat_activity: %v", err)
 		}
 		if others == 0 {
@@ -250,7 +254,9 @@ type run struct {
 	maxPerUser  int
 	twice       int              // users whose tasks were listed from the start more than once
 	writes      map[string]int64 // row writes per table
-	wal         int64            // bytes, cluster-wide (other sessions' WAL included)
+	wal         int64            // bytes of WAL records of this database's blocks and transactions
+	walCluster  int64            // bytes of WAL the whole cluster wrote meanwhile (others' included)
+	walNote     string           // why wal could not be measured; then wal is walCluster
 	rss         int64            // peak RSS of the largest child, bytes
 	exits       []int
 	synced      int // Σ "N synced" of the children's summary lines; -1 when none parsed
@@ -347,6 +353,8 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 	r := run{name: name, users: len(w.users), procs: procs, concurrency: cfg.SyncConcurrency, latency: w.latency, synced: -1}
 	bin := binary(w.tb)
 	before := w.stats()
+	probe := w.startWAL()
+	defer probe.close()
 	w.count.reset()
 
 	dir := w.tb.TempDir()
@@ -395,14 +403,18 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		}
 	}
 	r.requests, r.maxPerUser, r.twice = w.count.snapshot()
-	after := w.stats()
+	after := w.stats(probe.pid)
+	r.wal, r.walNote = probe.finish()
 	r.writes = make(map[string]int64)
 	for t, n := range after.writes {
 		if d := n - before.writes[t]; d != 0 {
 			r.writes[t] = d
 		}
 	}
-	r.wal = after.walByte - before.walByte
+	r.walCluster = after.walByte - before.walByte
+	if r.walNote != "" {
+		r.wal = r.walCluster
+	}
 	return r
 }
 
@@ -474,7 +486,11 @@ func (r run) detail() string {
 	for _, t := range tables {
 		fmt.Fprintf(&b, " %s=%d", strings.TrimPrefix(t, "public."), r.writes[t])
 	}
-	fmt.Fprintf(&b, "; WAL %s total; %d requests", kib(float64(r.wal)), r.requests)
+	fmt.Fprintf(&b, "; WAL %s of this database (cluster-wide meanwhile: %s)", kib(float64(r.wal)), kib(float64(r.walCluster)))
+	if r.walNote != "" {
+		fmt.Fprintf(&b, " [%s]", r.walNote)
+	}
+	fmt.Fprintf(&b, "; %d requests", r.requests)
 	if r.exitCode() != 0 || r.synced < 0 {
 		for i, s := range r.summaries {
 			fmt.Fprintf(&b, "\n  child %d (exit %d) ended with:\n%s", i, r.exits[i], s)
@@ -505,3 +521,59 @@ func short(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 }
+
+// walProbe measures the WAL one database writes on a server others write to as well: a
+// temporary physical replication slot keeps the segments from being recycled during the run
+// (it goes away with the probe's session, however the harness ends), and pg_walinspect then
+// sums the records that touch this database's relations, plus their transactions' commits.
+type walProbe struct {
+	tb    testing.TB
+	conn  *pgx.Conn
+	pid   uint32
+	start string
+	err   error
+}
+
+func (w *world) startWAL() *walProbe {
+	ctx := context.Background()
+	p := &walProbe{tb: w.tb}
+	c, err := pgx.Connect(ctx, w.dsn)
+	if err != nil {
+		w.tb.Fatalf("connect for WAL: %v", err)
+	}
+	p.conn, p.pid = c, c.PgConn().PID()
+	if _, err := c.Exec(ctx, `create extension if not exists pg_walinspect`); err != nil {
+		p.err = fmt.Errorf("pg_walinspect: %w", err)
+		return p
+	}
+	if _, err := c.Exec(ctx, `select pg_create_physical_replication_slot('scalebench_' || pg_backend_pid(), true, true)`); err != nil {
+		p.err = fmt.Errorf("temporary replication slot: %w", err)
+		return p
+	}
+	if err := c.QueryRow(ctx, `select pg_current_wal_lsn()::text`).Scan(&p.start); err != nil {
+		p.err = fmt.Errorf("read WAL position: %w", err)
+	}
+	return p
+}
+
+// finish returns the bytes of WAL the database's relations and transactions took since the
+// start, or a note saying why they could not be told apart from the cluster's.
+func (p *walProbe) finish() (int64, string) {
+	if p.err != nil {
+		return 0, p.err.Error()
+	}
+	var n int64
+	err := p.conn.QueryRow(context.Background(), `
+		with r as (
+			select xid, record_length, coalesce(block_ref, '') ~ ('rel \d+/' || (select oid from pg_database where datname = current_database()) || '/') as mine
+			from pg_get_wal_records_info($1::pg_lsn, pg_current_wal_lsn())
+		)
+		select coalesce(sum(record_length), 0)::bigint from r
+		where mine or (xid <> '0' and xid in (select xid from r where mine))`, p.start).Scan(&n)
+	if err != nil {
+		return 0, fmt.Sprintf("read WAL records: %v", err)
+	}
+	return n, ""
+}
+
+func (p *walProbe) close() { _ = p.conn.Close(context.Background()) }
