@@ -258,6 +258,7 @@ type run struct {
 	walCluster  int64            // bytes of WAL the whole cluster wrote meanwhile (others' included)
 	walNote     string           // why wal could not be measured; then wal is walCluster
 	rss         int64            // peak RSS of the largest child, bytes
+	cpu         time.Duration    // user + system CPU of the children
 	exits       []int
 	synced      int // Σ "N synced" of the children's summary lines; -1 when none parsed
 	skipped     int
@@ -390,6 +391,7 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 	for i, cmd := range cmds {
 		st := cmd.ProcessState
 		r.exits = append(r.exits, st.ExitCode())
+		r.cpu += st.UserTime() + st.SystemTime()
 		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
 			r.rss = max(r.rss, ru.Maxrss*1024) // Linux reports KiB
 		}
@@ -451,8 +453,8 @@ func lastLines(tb testing.TB, path string, n int) string {
 }
 
 // tableHeader is the table every scenario prints a row of; make bench-scale collects the rows.
-const tableHeader = `| scenario | users | procs | wall | latency bound | ratio | requests/user | max/user | row writes/user | WAL/user | peak RSS | exit | synced | note |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`
+const tableHeader = `| scenario | users | procs | wall | latency bound | ratio | requests/user | max/user | row writes/user | WAL/user | worker CPU/user | peak RSS | exit | synced | note |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`
 
 func (r run) row() string {
 	bound, ratio := "—", "—"
@@ -468,10 +470,10 @@ func (r run) row() string {
 	for i, c := range r.exits {
 		exits[i] = strconv.Itoa(c)
 	}
-	return fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %.1f | %d | %.1f | %s | %d MiB | %s | %d | %s |",
+	return fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %.1f | %d | %.1f | %s | %s | %d MiB | %s | %d | %s |",
 		r.name, r.users, r.procs, short(r.wall), bound, ratio,
 		r.perUser(float64(r.requests)), r.maxPerUser, r.perUser(float64(r.totalWrites())),
-		kib(r.perUser(float64(r.wal))), r.rss>>20, strings.Join(exits, ","), r.synced, note)
+		kib(r.perUser(float64(r.wal))), short(time.Duration(r.perUser(float64(r.cpu)))), r.rss>>20, strings.Join(exits, ","), r.synced, note)
 }
 
 // detail is the per-table breakdown of a run's row writes and the children's last log lines.
@@ -490,7 +492,7 @@ func (r run) detail() string {
 	if r.walNote != "" {
 		fmt.Fprintf(&b, " [%s]", r.walNote)
 	}
-	fmt.Fprintf(&b, "; %d requests", r.requests)
+	fmt.Fprintf(&b, "; %d requests; worker CPU %s (%s per user)", r.requests, short(r.cpu), short(time.Duration(r.perUser(float64(r.cpu)))))
 	if r.exitCode() != 0 || r.synced < 0 {
 		for i, s := range r.summaries {
 			fmt.Fprintf(&b, "\n  child %d (exit %d) ended with:\n%s", i, r.exits[i], s)

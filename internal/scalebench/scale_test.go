@@ -65,6 +65,7 @@ func report(b *testing.B, runs map[string]run, order ...string) {
 		b.ReportMetric(r.perUser(float64(r.wal)), phase+"-WAL-B/user")
 		b.ReportMetric(float64(r.rss)/(1<<20), phase+"-RSS-MiB")
 		b.ReportMetric(float64(r.exitCode()), phase+"-exit")
+		b.ReportMetric(r.perUser(float64(r.cpu.Microseconds()))/1000, phase+"-cpu-ms/user")
 	}
 }
 
@@ -171,8 +172,8 @@ func TestHarnessSmoke(t *testing.T) {
 	if r.writes["public.tasks"] < 9 || r.writes["public.api_keys"] < 6 || r.writes["public.sync_state"] < 3 {
 		t.Fatalf("row writes %v; want at least the 9 tasks, 6 keys and 3 users' sync_state", r.writes)
 	}
-	if r.wal <= 0 || r.rss < 1<<20 || r.wall <= 0 || r.bound() <= 0 {
-		t.Fatalf("WAL %d B, RSS %d B, wall %v, bound %v: not measured", r.wal, r.rss, r.wall, r.bound())
+	if r.wal <= 0 || r.rss < 1<<20 || r.wall <= 0 || r.bound() <= 0 || r.cpu <= 0 {
+		t.Fatalf("WAL %d B, RSS %d B, wall %v, bound %v, CPU %v: not measured", r.wal, r.rss, r.wall, r.bound(), r.cpu)
 	}
 	if !strings.HasPrefix(r.row(), "| smoke | 3 | 1 |") {
 		t.Fatalf("row %q", r.row())
