@@ -257,6 +257,8 @@ type run struct {
 	wal         int64            // bytes of WAL records of this database's blocks and transactions
 	walCluster  int64            // bytes of WAL the whole cluster wrote meanwhile (others' included)
 	walNote     string           // why wal could not be measured; then wal is walCluster
+	walFPI      int64            // full-page images in wal
+	walTop      []string         // its largest kinds of record
 	rss         int64            // peak RSS of the largest child, bytes
 	cpu         time.Duration    // user + system CPU of the children
 	exits       []int
@@ -406,7 +408,9 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 	}
 	r.requests, r.maxPerUser, r.twice = w.count.snapshot()
 	after := w.stats(probe.pid)
-	r.wal, r.walNote = probe.finish()
+	var use walUse
+	use, r.walNote = probe.finish()
+	r.wal, r.walFPI, r.walTop = use.bytes, use.fpi, use.top
 	r.writes = make(map[string]int64)
 	for t, n := range after.writes {
 		if d := n - before.writes[t]; d != 0 {
@@ -488,7 +492,11 @@ func (r run) detail() string {
 	for _, t := range tables {
 		fmt.Fprintf(&b, " %s=%d", strings.TrimPrefix(t, "public."), r.writes[t])
 	}
-	fmt.Fprintf(&b, "; WAL %s of this database (cluster-wide meanwhile: %s)", kib(float64(r.wal)), kib(float64(r.walCluster)))
+	fmt.Fprintf(&b, "; WAL %s of this database (%s full-page images; cluster-wide meanwhile: %s)",
+		kib(float64(r.wal)), kib(float64(r.walFPI)), kib(float64(r.walCluster)))
+	if len(r.walTop) > 0 {
+		fmt.Fprintf(&b, ", largest: %s", strings.Join(r.walTop, ", "))
+	}
 	if r.walNote != "" {
 		fmt.Fprintf(&b, " [%s]", r.walNote)
 	}
@@ -519,8 +527,10 @@ func short(d time.Duration) string {
 		return d.Round(100 * time.Millisecond).String()
 	case d >= time.Second:
 		return d.Round(10 * time.Millisecond).String()
-	default:
+	case d >= 10*time.Millisecond:
 		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(10 * time.Microsecond).String()
 	}
 }
 
@@ -558,24 +568,49 @@ func (w *world) startWAL() *walProbe {
 	return p
 }
 
-// finish returns the bytes of WAL the database's relations and transactions took since the
-// start, or a note saying why they could not be told apart from the cluster's.
-func (p *walProbe) finish() (int64, string) {
+// finish returns the WAL the database's relations and transactions took since the start: its
+// bytes, the full-page images among them, and the largest kinds of record; or a note saying why
+// they could not be told apart from the cluster's.
+func (p *walProbe) finish() (walUse, string) {
+	var u walUse
 	if p.err != nil {
-		return 0, p.err.Error()
+		return u, p.err.Error()
 	}
-	var n int64
-	err := p.conn.QueryRow(context.Background(), `
+	rows, err := p.conn.Query(context.Background(), `
 		with r as (
-			select xid, record_length, coalesce(block_ref, '') ~ ('rel \d+/' || (select oid from pg_database where datname = current_database()) || '/') as mine
+			select xid, resource_manager || '/' || record_type as kind, record_length, fpi_length,
+				coalesce(block_ref, '') ~ ('rel \d+/' || (select oid from pg_database where datname = current_database()) || '/') as mine
 			from pg_get_wal_records_info($1::pg_lsn, pg_current_wal_lsn())
 		)
-		select coalesce(sum(record_length), 0)::bigint from r
-		where mine or (xid <> '0' and xid in (select xid from r where mine))`, p.start).Scan(&n)
+		select kind, count(*), sum(record_length)::bigint, sum(fpi_length)::bigint from r
+		where mine or (xid <> '0' and xid in (select xid from r where mine))
+		group by kind order by 3 desc`, p.start)
 	if err != nil {
-		return 0, fmt.Sprintf("read WAL records: %v", err)
+		return u, fmt.Sprintf("read WAL records: %v", err)
 	}
-	return n, ""
+	defer rows.Close()
+	for rows.Next() {
+		var kind string
+		var n, bytes, fpi int64
+		if err := rows.Scan(&kind, &n, &bytes, &fpi); err != nil {
+			return u, fmt.Sprintf("read WAL records: %v", err)
+		}
+		u.bytes += bytes
+		u.fpi += fpi
+		if len(u.top) < 4 {
+			u.top = append(u.top, fmt.Sprintf("%s %d× %s", kind, n, kib(float64(bytes))))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return u, fmt.Sprintf("read WAL records: %v", err)
+	}
+	return u, ""
+}
+
+// walUse is the WAL one run wrote for its database.
+type walUse struct {
+	bytes, fpi int64    // all of it, and the full-page images in it
+	top        []string // the largest kinds of record: "Heap/INSERT 1000× 120 KiB"
 }
 
 func (p *walProbe) close() { _ = p.conn.Close(context.Background()) }
