@@ -580,7 +580,7 @@ func (p *walProbe) finish() (walUse, string) {
 		with r as (
 			select xid, resource_manager || '/' || record_type as kind, record_length, fpi_length,
 				coalesce(block_ref, '') ~ ('rel \d+/' || (select oid from pg_database where datname = current_database()) || '/') as mine
-			from pg_get_wal_records_info($1::pg_lsn, pg_current_wal_lsn())
+			from pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())
 		)
 		select kind, count(*), sum(record_length)::bigint, sum(fpi_length)::bigint from r
 		where mine or (xid <> '0' and xid in (select xid from r where mine))
