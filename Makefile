@@ -27,10 +27,12 @@ bench: ## benchmarks against a real PostgreSQL (started if needed), except the s
 	@$(WITH_PG) && set -x && $(GO) test -run '^$$' -bench . -skip '^BenchmarkScale' -benchmem ./...
 
 # The scale scenarios run bin/usage-sync --once as child processes; SCALE=0.1 shrinks every
-# population for a quick pass. The raw output (with benchstat metrics) stays in .tmp/bench-scale.txt.
+# population for a quick pass, SCALE_BENCH=BenchmarkScaleReplicas runs one scenario. The raw output
+# (with benchstat metrics) stays in .tmp/bench-scale.txt.
+SCALE_BENCH ?= BenchmarkScale
 bench-scale: build ## the scale scenarios (internal/scalebench), one table row per --once run; SCALE=0.1 for a quick pass
 	@$(WITH_PG) && mkdir -p .tmp && set -x && \
-	  SCALE_BIN=$(CURDIR)/bin/usage-sync $(GO) test -run '^$$' -bench 'BenchmarkScale' -benchtime 1x -timeout 2h \
+	  SCALE_BIN=$(CURDIR)/bin/usage-sync $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h \
 	    ./internal/scalebench/ | tee .tmp/bench-scale.txt
 	@echo; echo "SCALE=$${SCALE:-1} on $$(nproc) cores, $$(date -u +%FT%TZ), $$(git describe --always --dirty)"; \
 	  grep '^|' .tmp/bench-scale.txt | awk '!seen[$$0]++'

@@ -500,6 +500,9 @@ func (r run) detail() string {
 	if r.walNote != "" {
 		fmt.Fprintf(&b, " [%s]", r.walNote)
 	}
+	if r.skipped > 0 {
+		fmt.Fprintf(&b, "; %d skipped as leased by another worker", r.skipped)
+	}
 	fmt.Fprintf(&b, "; %d requests; worker CPU %s (%s per user)", r.requests, short(r.cpu), short(time.Duration(r.perUser(float64(r.cpu)))))
 	if r.exitCode() != 0 || r.synced < 0 {
 		for i, s := range r.summaries {
