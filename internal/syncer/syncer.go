@@ -50,6 +50,7 @@ type Options struct {
 	ChargeFrom         *time.Time // nil → each user's enrolment
 	WorkerID           string
 	Now                func() time.Time
+	Observer           Observer // nil: nothing observes (see observe.go)
 }
 
 func (o Options) withDefaults() Options {
@@ -146,10 +147,8 @@ const (
 	outcomeAbandoned
 )
 
-// RunCycle enrols new users, then syncs every due user with a bounded pool of workers. It returns
-// an error only when the cycle cannot run at all (the database is unreachable); one user's
-// failure is recorded in its sync_state and counted in the Summary, never returned.
-func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) {
+// runCycle is RunCycle without its observer (observe.go).
+func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) {
 	start := time.Now()
 	sum := Summary{RunID: newID()}
 	log := s.log.With(zap.String("run_id", sum.RunID))
