@@ -34,16 +34,24 @@ type Checks struct {
 	Ready func(ctx context.Context) error
 }
 
-// Handler routes the three endpoints. reg may be nil (no /metrics).
+// Handler routes the three endpoints. reg may be nil (no /metrics); a nil check always passes.
 func Handler(c Checks, reg *prometheus.Registry, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+LivePath, func(w http.ResponseWriter, r *http.Request) {
-		respond(w, c.Live, nil)
+		var err error
+		if c.Live != nil {
+			err = c.Live()
+		}
+		respond(w, err)
 	})
 	mux.HandleFunc("GET "+ReadyPath, func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeoutDefault)
 		defer cancel()
-		respond(w, nil, func() error { return c.Ready(ctx) })
+		var err error
+		if c.Ready != nil {
+			err = c.Ready(ctx)
+		}
+		respond(w, err)
 	})
 	if reg != nil {
 		mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -55,19 +63,14 @@ func Handler(c Checks, reg *prometheus.Registry, log *zap.Logger) http.Handler {
 	return mux
 }
 
-func respond(w http.ResponseWriter, live func() error, ready func() error) {
-	check := live
-	if check == nil {
-		check = ready
-	}
+// respond writes "ok", or 503 and the reason: a probe's body is what an operator reads first.
+func respond(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if check != nil {
-		if err := check(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "not ready: %v\n", err)
-			return
-		}
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: %v\n", err)
+		return
 	}
 	fmt.Fprintln(w, "ok")
 }
