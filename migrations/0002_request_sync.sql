@@ -1,10 +1,16 @@
--- On-demand resync from the dashboard: sync_state.requested_at and public.request_sync().
+-- Operations: on-demand resync from the dashboard (sync_state.requested_at, public.request_sync())
+-- and the index behind the usage_sync_oldest_success_age_seconds gauge.
 -- Safe to re-run, on an empty database, on the dashboard's older tables and on Supabase.
 
 alter table public.sync_state add column if not exists requested_at timestamptz;
 -- The daemon polls for requests every SYNC_REQUEST_POLL; only requested rows are in this index.
 create index if not exists sync_state_requested_idx
   on public.sync_state (requested_at) where requested_at is not null;
+
+-- The metrics read the least recently synced user at every scrape: with this index that is the
+-- first entry (or the first few, past users no longer in profiles), not a scan of every user.
+create index if not exists sync_state_success_age_idx
+  on public.sync_state ((coalesce(last_success_at, enrolled_at)));
 
 -- request_sync() marks the signed-in user as requested and says whether the request was taken:
 -- at most one per user per 60 s, and false for a user without a profiles row. A profile the
