@@ -16,6 +16,7 @@ import (
 
 	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/logging"
+	"github.com/usage-sync/usage-sync/internal/safetext"
 	"github.com/usage-sync/usage-sync/internal/schedule"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
@@ -304,6 +305,7 @@ type app struct {
 	log      *zap.Logger
 	st       *store.Store
 	workerID string
+	stderr   io.Writer
 	// startupCtx bounds the start-up steps; stopStartup releases it once they are done.
 	startupCtx  context.Context
 	stopStartup context.CancelFunc
@@ -321,11 +323,17 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 		fmt.Fprintf(stderr, "usage-sync: %v\n", err)
 		return nil, &ExitError{Code: ExitUsage, Err: err, Reported: true}
 	}
-	a := &app{cfg: cfg, log: log, workerID: cfg.WorkerID}
+	a := &app{cfg: cfg, log: log, workerID: cfg.WorkerID, stderr: stderr}
 	if a.workerID == "" {
 		a.workerID = defaultWorkerID()
 	}
-	log.Info("config.loaded",
+	// The whole configuration is worth a line when syncing; migrate and report need only the
+	// database, so they keep it at debug.
+	cfgLevel := zap.InfoLevel
+	if mode != config.ModeSync {
+		cfgLevel = zap.DebugLevel
+	}
+	log.Log(cfgLevel, "config.loaded",
 		zap.String("version", version), zap.String("commit", commit),
 		zap.String("worker_id", a.workerID), zap.Any("config", cfg.Redacted()))
 
@@ -335,6 +343,11 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 		PoolMode: cfg.DBPoolMode,
 		Logger:   log,
 	})
+	if errors.Is(err, store.ErrBadDSN) {
+		a.stopStartup()
+		fmt.Fprintf(stderr, "usage-sync: the configuration has problems (usage-sync --help lists every variable):\nDATABASE_URL: %v: give a postgres:// URL or a key=value DSN the driver accepts\n", err)
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("invalid configuration: %w", err), Reported: true}
+	}
 	if err != nil {
 		a.stopStartup()
 		return nil, a.fail(ExitRuntime, "open database", err)
@@ -343,9 +356,18 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 	return a, nil
 }
 
-// fail logs err once, as the run's last event, and returns it with its exit code.
+// fail logs err once, as the run's last event, and returns it with its exit code. A runtime
+// failure also gets one human line on stderr naming the fix, for whoever reads the terminal
+// rather than the JSON.
 func (a *app) fail(code int, stage string, err error) error {
 	a.log.Error("run.failed", zap.String("stage", stage), zap.Int("exit_code", code), zap.Error(err))
+	if code == ExitRuntime && a.stderr != nil {
+		if h := hint(err, a.cfg.DatabaseURL); h != "" {
+			fmt.Fprintf(a.stderr, "usage-sync: %s\n", h)
+		} else {
+			fmt.Fprintf(a.stderr, "usage-sync: %s failed: %s\n", stage, safetext.Clean(err.Error(), safetext.MaxDefault))
+		}
+	}
 	return &ExitError{Code: code, Err: err, Reported: true}
 }
 

@@ -206,10 +206,47 @@ func TestUnreachableDatabase(t *testing.T) {
 			if !strings.Contains(r.stderr, `"event":"run.failed"`) || !strings.Contains(r.stderr, "127.0.0.1") {
 				t.Errorf("stderr should log run.failed naming the database host:\n%s", r.stderr)
 			}
-			if !strings.Contains(r.stderr, `"DATABASE_URL":"postgres://app:xxxxx@127.0.0.1:1/app`) {
+			// migrate runs at LOG_LEVEL info here, where it does not dump its configuration.
+			if logged := strings.Contains(r.stderr, `"config.loaded"`); logged != (tt.name != "migrate") {
+				t.Errorf("config.loaded logged: %v, want %v:\n%s", logged, tt.name != "migrate", r.stderr)
+			}
+			if tt.name != "migrate" && !strings.Contains(r.stderr, `"DATABASE_URL":"postgres://app:xxxxx@127.0.0.1:1/app`) {
 				t.Errorf("config.loaded should show the redacted database URL:\n%s", r.stderr)
 			}
+			if !strings.Contains(r.stderr, "\nusage-sync: cannot reach PostgreSQL at 127.0.0.1:1: is PostgreSQL running on 127.0.0.1:1") {
+				t.Errorf("stderr should have one human line naming the check:\n%s", r.stderr)
+			}
 		})
+	}
+}
+
+// A database that does not exist gets the createdb command that makes it.
+func TestMissingDatabaseHint(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.EmptyDB(t, pgtest.Plain)
+	missing := strings.Replace(dsn, "/usagesync_", "/nosuch_", 1)
+	if missing == dsn {
+		t.Fatalf("cannot derive a missing database from %s", dsn)
+	}
+	r := run(t, env(missing), "migrate")
+	if r.code != ExitRuntime {
+		t.Fatalf("exit %d (%v), want %d", r.code, r.err, ExitRuntime)
+	}
+	if !strings.Contains(r.stderr, "does not exist: create it with `createdb -h 127.0.0.1 -p 5432 -U postgres nosuch_") {
+		t.Fatalf("stderr should name the createdb command:\n%s", r.stderr)
+	}
+}
+
+// A DATABASE_URL the driver rejects is a configuration error (exit 2), like any bad variable.
+func TestRejectedDatabaseURL(t *testing.T) {
+	t.Parallel()
+	for _, dsn := range []string{"postgres://app@127.0.0.1/app?sslmode=bogus", "host=127.0.0.1 port=x dbname=app"} {
+		for _, args := range [][]string{{"migrate"}, {"--once"}} {
+			r := run(t, env(dsn), args...)
+			if r.code != ExitUsage || !strings.Contains(r.stderr, "DATABASE_URL") {
+				t.Fatalf("%v with DATABASE_URL=%s: exit %d, stderr:\n%s", args, dsn, r.code, r.stderr)
+			}
+		}
 	}
 }
 
@@ -287,6 +324,9 @@ func TestSchemaOutdated(t *testing.T) {
 		}
 		if !errors.Is(r.err, store.ErrSchemaOutdated) || !strings.Contains(r.err.Error(), "run `usage-sync migrate`") {
 			t.Fatalf("%v: error %q should say the schema is outdated and to run usage-sync migrate", args, r.err)
+		}
+		if !strings.Contains(r.stderr, "\nusage-sync: the database schema is older than this binary: run `usage-sync migrate`\n") {
+			t.Fatalf("%v: no human line on stderr:\n%s", args, r.stderr)
 		}
 	}
 }

@@ -36,15 +36,27 @@ func TestReport(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("want header, 2 days, total and balance; got:\n%s", r.stdout)
+	// Yesterday had no data, so the report starts today.
+	if len(lines) != 4 {
+		t.Fatalf("want header, today, total and balance; got:\n%s", r.stdout)
 	}
 	// today: 12 by key, 15 by purpose, 3 unattributed, 12 charged, 10 debited, 2 short.
-	if f := strings.Fields(lines[2]); strings.Join(f, " ") != today+" 12 15 3 0 12 10 2 0" {
-		t.Fatalf("today's row = %q", lines[2])
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != today+" 12 15 3 0 12 10 2 0" {
+		t.Fatalf("today's row = %q", lines[1])
 	}
-	if lines[4] != "credits_remaining 0" {
-		t.Fatalf("balance line = %q", lines[4])
+	if lines[3] != "credits_remaining 0" {
+		t.Fatalf("balance line = %q", lines[3])
+	}
+	// The whole configuration is not dumped at info level by a read-only command.
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, `"config.loaded"`) && !strings.Contains(l, `"level":"debug"`) {
+			t.Fatalf("report logged its configuration above debug:\n%s", l)
+		}
+	}
+	// An id the dashboard does not know is a usage error, as for --once --user.
+	unknown := run(t, env(dsn), "report", "--user", "33333333-0000-4000-8000-00000000ffff")
+	if unknown.code != ExitUsage || !strings.Contains(unknown.stderr, "not in profiles") {
+		t.Fatalf("report for an unknown user: exit %d, stderr %s", unknown.code, unknown.stderr)
 	}
 	if bad := run(t, env(dsn), "report", "--user", "nope"); bad.code != ExitUsage {
 		t.Fatalf("report with a bad --user exited %d, want %d", bad.code, ExitUsage)

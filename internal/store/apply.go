@@ -84,6 +84,9 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 		if err != nil {
 			return fmt.Errorf("check lease: %w", err)
 		}
+		if err := checkProfile(ctx, tx, l.UserID); err != nil {
+			return err
+		}
 		if out.KeysWritten, out.KeysRevoked, err = upsertKeys(ctx, tx, l.UserID, u.Keys); err != nil {
 			return err
 		}
@@ -94,6 +97,9 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 			return err
 		}
 		if out.TasksWritten, err = upsertTasks(ctx, tx, l.UserID, u.Tasks); err != nil {
+			return err
+		}
+		if err := checkOwnership(ctx, tx, l.UserID, u); err != nil {
 			return err
 		}
 		if out.Charge, err = chargeTx(ctx, tx, u.Charges, u.Shadow); err != nil {

@@ -37,7 +37,7 @@ type Store struct {
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse DATABASE_URL: %s", redactErr(err, dsn))
+		return nil, &openError{msg: fmt.Sprintf("%v: %s", ErrBadDSN, redactErr(err, dsn)), err: ErrBadDSN}
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -54,14 +54,28 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %s", Describe(dsn), redactErr(err, dsn))
+		return nil, &openError{msg: fmt.Sprintf("open database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to database %s: %s", Describe(dsn), redactErr(err, dsn))
+		return nil, &openError{msg: fmt.Sprintf("connect to database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
 	}
 	return &Store{pool: pool, log: log, mode: mode}, nil
 }
+
+// ErrBadDSN means the driver rejects DATABASE_URL itself (a bad sslmode, a port that is not a
+// number): a configuration error, not a runtime one.
+var ErrBadDSN = errors.New("DATABASE_URL is not a connection string the driver accepts")
+
+// openError is a failure to open the database: its text has the password blanked out, its
+// chain keeps the cause so callers can tell a missing database from one that is down.
+type openError struct {
+	msg string
+	err error
+}
+
+func (e *openError) Error() string { return e.msg }
+func (e *openError) Unwrap() error { return e.err }
 
 // ResolvePoolMode turns "auto" into "session" or "transaction".
 func ResolvePoolMode(mode string, port uint16) string {

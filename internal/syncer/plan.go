@@ -48,7 +48,7 @@ type planInput struct {
 // buildPlan turns what one sync read into what it writes. It is pure, so every rule of
 // DESIGN.md's Semantics section can be tested without a database or an upstream.
 func buildPlan(in planInput) *store.UserSync {
-	u := &store.UserSync{RunID: in.runID, Shadow: in.shadow, BlockedKeys: map[string]string{}}
+	u := &store.UserSync{RunID: in.runID, Shadow: in.shadow, BlockedKeys: negativeKeys(in)}
 
 	lifetime := map[string]upstream.Key{}
 	for _, k := range in.lifetime.Keys {
@@ -56,7 +56,7 @@ func buildPlan(in planInput) *store.UserSync {
 		u.Keys = append(u.Keys, store.KeyRow{
 			ID: k.ID, Name: k.Name, Purpose: k.Purpose, Integration: upstream.Integration(k.Purpose),
 			IsActive: k.IsActive == nil || *k.IsActive, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt,
-			TotalRequests: k.TotalRequests,
+			TotalRequests: storable(k.TotalRequests),
 		})
 	}
 
@@ -73,6 +73,9 @@ func buildPlan(in planInput) *store.UserSync {
 				continue // "unknown" is not zero: the stored row stays
 			}
 			listed[k.ID] = true
+			if negative(k.TotalRequests) {
+				continue // inconsistent: not stored, and the key is blocked
+			}
 			purpose := k.Purpose
 			if lk, ok := lifetime[k.ID]; ok && lk.Purpose != "" {
 				purpose = lk.Purpose
@@ -95,6 +98,9 @@ func buildPlan(in planInput) *store.UserSync {
 			}
 		}
 		for purpose, n := range w.purposes.RequestsByPurpose {
+			if n < 0 {
+				continue // inconsistent: the stored total stays
+			}
 			u.PurposeUsage = append(u.PurposeUsage, store.PurposeRow{Purpose: purpose, Day: w.day, Count: n})
 		}
 	}
@@ -141,6 +147,10 @@ func buildPlan(in planInput) *store.UserSync {
 
 	// Tasks.
 	for _, t := range in.tasks {
+		if why := t.NegativeCount(); why != "" {
+			u.BlockedKeys[taskSubject(t.ID)] = why + ": a negative count is inconsistent data; the task is neither stored nor charged"
+			continue
+		}
 		row := taskRow(t)
 		u.Tasks = append(u.Tasks, row)
 		if row.Finished && !row.CreatedAt.Before(in.chargeFrom) && row.Billable > 0 {

@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/store"
@@ -75,6 +77,46 @@ func (p *dbProxy) setDown(down bool) {
 	}
 }
 
+// restart takes the database away as a restart does: it cuts every connection through the proxy
+// and ends the server processes behind them, waiting until they are gone. Cutting the sockets
+// alone is not enough: a server process can still execute a statement it had already been sent
+// (a claim, say) after the test has moved on, and lease a user behind its back.
+func (p *dbProxy) restart(ctx context.Context, direct *pgxpool.Pool) error {
+	var before int
+	if err := direct.QueryRow(ctx, `
+		select count(*) from pg_stat_activity where datname = current_database() and application_name = $1`,
+		proxiedApp).Scan(&before); err != nil {
+		return err
+	}
+	if before == 0 {
+		return fmt.Errorf("no connection through the proxy is named %s: the restart would end nothing", proxiedApp)
+	}
+	p.setDown(true)
+	// pg_terminate_backend(pid, timeout) returns once the process has exited (false, with a
+	// warning, for one that exited by itself meanwhile), so the count afterwards says whether
+	// any is left. The proxied connections are told apart by their application_name.
+	for range 3 {
+		if _, err := direct.Exec(ctx, `
+			select pg_terminate_backend(pid, 60000) from pg_stat_activity
+			where datname = current_database() and application_name = $1`, proxiedApp); err != nil {
+			return err
+		}
+		var left int
+		if err := direct.QueryRow(ctx, `
+			select count(*) from pg_stat_activity where datname = current_database() and application_name = $1`,
+			proxiedApp).Scan(&left); err != nil {
+			return err
+		}
+		if left == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("server processes behind the proxy outlived pg_terminate_backend")
+}
+
+// proxiedApp is the application_name of the worker's connections through the proxy.
+const proxiedApp = "usage-sync-through-proxy"
+
 func TestDatabaseRestart(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{sim: simulator.Config{Seed: 32, Users: 3, KeysPerUser: 2, TasksPerUser: 3, HistoryDays: 2}})
@@ -84,6 +126,11 @@ func TestDatabaseRestart(t *testing.T) {
 	}
 	proxy := newDBProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	dsn := strings.Replace(e.dsn, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), proxy.ln.Addr().String(), 1)
+	if strings.Contains(dsn, "?") {
+		dsn += "&application_name=" + proxiedApp
+	} else {
+		dsn += "?application_name=" + proxiedApp
+	}
 	st, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -92,12 +139,18 @@ func TestDatabaseRestart(t *testing.T) {
 	s := syncer.New(st, e.client(), e.log, e.opts)
 
 	// The database goes away while the first user is between its reads and its write.
-	var once sync.Once
+	var (
+		once       sync.Once
+		restartErr error
+	)
 	s.SetHooks(&syncer.Hooks{BeforeApply: func(context.Context, string) error {
-		once.Do(func() { proxy.setDown(true) })
+		once.Do(func() { restartErr = proxy.restart(context.Background(), e.st.Pool()) })
 		return nil
 	}})
 	sum, err := s.RunCycle(context.Background(), syncer.CycleOptions{})
+	if restartErr != nil {
+		t.Fatalf("restart: %v", restartErr)
+	}
 	if err == nil && sum.OK() {
 		t.Fatalf("a cycle with the database gone reported success: %+v", sum)
 	}

@@ -325,29 +325,28 @@ func (s *Syncer) renew(ctx context.Context, log *zap.Logger, lease *store.Lease,
 
 // fail records a failed sync in sync_state with its backoff and logs it once.
 func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease, err error, took time.Duration) error {
-	kind := "internal"
-	var retryAfter time.Duration
-	var ue *upstream.Error
-	switch {
-	case errors.Is(err, errUserTimeout), errors.Is(err, context.DeadlineExceeded):
-		kind = "timeout"
-	case errors.As(err, &ue):
-		kind = ue.Kind.String()
-		retryAfter = ue.RetryAfter
-	}
+	kind, retryAfter := classify(err)
 	backoff := s.backoff(lease.ConsecutiveFailures)
 	if retryAfter > backoff {
 		backoff = retryAfter
 	}
-	msg := err.Error()
+	msg := errorText(err)
+	fields := append([]zap.Field{zap.String("error", msg), zap.String("kind", kind),
+		zap.Int("consecutive_failures", lease.ConsecutiveFailures+1)}, failureFields(err)...)
 	next, rerr := s.st.RecordFailure(context.WithoutCancel(ctx), lease, store.Failure{RunID: runID, Error: msg, Kind: kind, Backoff: backoff})
+	if rerr != nil && !errors.Is(rerr, store.ErrLeaseLost) {
+		// Give the user back rather than hold its lease until it expires.
+		if relErr := s.st.Release(context.WithoutCancel(ctx), lease); relErr != nil {
+			log.Warn("sync.user.release_failed", zap.Error(relErr))
+		}
+	}
 	if rerr != nil {
 		log.Error("sync.user.record_failed", zap.Error(rerr), zap.String("sync_error", msg))
+	} else {
+		fields = append(fields, zap.Time("next_attempt_at", next))
 	}
-	log.Error("sync.user.failed", zap.String("error", msg), zap.String("kind", kind),
-		zap.Int("consecutive_failures", lease.ConsecutiveFailures+1), zap.Time("next_attempt_at", next),
-		zap.Duration("duration", took))
-	return err
+	log.Error("sync.user.failed", append(fields, zap.Duration("duration", took))...)
+	return &cleanError{text: msg, err: err}
 }
 
 // backoff grows exponentially with the failures so far, with ±20% jitter so users that failed

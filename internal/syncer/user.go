@@ -81,9 +81,6 @@ func (s *Syncer) syncUser(ctx context.Context, log *zap.Logger, runID string, le
 		return res, err
 	}
 	res.tasksSeen, res.pages = len(tasks), pages
-	if lifetime.Dropped > 0 {
-		log.Warn("upstream.keys.dropped", zap.Int("entries", lifetime.Dropped), zap.String("why", "no id"))
-	}
 
 	plan := buildPlan(planInput{
 		userID: lease.UserID, runID: runID, now: now, chargeFrom: chargeFrom, settleLag: s.opts.SettleLag,

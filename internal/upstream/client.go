@@ -49,6 +49,8 @@ const (
 	maxBody = 32 << 20
 	// maxErrorBody bounds an error body: only its message is kept.
 	maxErrorBody = 64 << 10
+	// maxFields bounds the field reasons of a 400 kept in an error.
+	maxFields = 8
 )
 
 // Client reads the Email Verification API on behalf of users. It is safe for concurrent use.
@@ -119,6 +121,7 @@ func New(cfg Config) (*Client, error) {
 	if c.http == nil {
 		c.http = defaultHTTPClient()
 	}
+	c.http = noRedirects(c.http)
 	switch {
 	case cfg.AdminToken != "":
 		c.tokens = adminToken(cfg.AdminToken)
@@ -151,7 +154,10 @@ func (c *Client) ListKeys(ctx context.Context, userID string, from, to *time.Tim
 	q := url.Values{}
 	setTime(q, "from", from)
 	setTime(q, "to", to)
-	return fetch(ctx, c, call{op: "list keys", userID: userID, path: "/api-keys", query: q}, decodeKeyList)
+	cl := call{op: "list keys", userID: userID, path: "/api-keys", query: q}
+	list, err := fetch(ctx, c, cl, decodeKeyList)
+	logDrops(ctx, cl, list.Drops)
+	return list, err
 }
 
 // APIUsage reads the user's request totals per purpose, scoped like ListKeys.
@@ -159,7 +165,14 @@ func (c *Client) APIUsage(ctx context.Context, userID string, from, to *time.Tim
 	q := url.Values{}
 	setTime(q, "from", from)
 	setTime(q, "to", to)
-	return fetch(ctx, c, call{op: "read api usage", userID: userID, path: "/metrics/api-usage", query: q}, decodeUsage)
+	return fetch(ctx, c, call{op: "read api usage", userID: userID, path: "/metrics/api-usage", query: q},
+		func(b []byte) (UsageMetrics, error) {
+			m, err := decodeUsage(b)
+			if err != nil {
+				return m, err
+			}
+			return ownUsage(m, userID)
+		})
 }
 
 // ListTasks reads one page of the user's tasks. The order of the listing is not documented.
@@ -173,7 +186,16 @@ func (c *Client) ListTasks(ctx context.Context, userID string, tq TaskQuery) (Ta
 	if tq.Offset > 0 {
 		q.Set("offset", strconv.Itoa(tq.Offset))
 	}
-	return fetch(ctx, c, call{op: "list tasks", userID: userID, path: "/tasks", query: q}, decodeTaskPage)
+	cl := call{op: "list tasks", userID: userID, path: "/tasks", query: q}
+	page, err := fetch(ctx, c, cl, func(b []byte) (TaskPage, error) {
+		p, err := decodeTaskPage(b)
+		if err != nil {
+			return p, err
+		}
+		return ownTasks(p, userID)
+	})
+	logDrops(ctx, cl, page.Drops)
+	return page, err
 }
 
 // GetTask reads one task. The response carries every email's job; only the task and its
@@ -183,7 +205,22 @@ func (c *Client) GetTask(ctx context.Context, userID, taskID string) (Task, erro
 	if strings.TrimSpace(taskID) == "" {
 		return Task{}, c.newError(cl, KindPermanent, "no task id")
 	}
-	return fetch(ctx, c, cl, decodeTaskDetail)
+	return fetch(ctx, c, cl, func(b []byte) (Task, error) {
+		t, err := decodeTaskDetail(b)
+		if err != nil {
+			return t, err
+		}
+		return ownTask(t, userID)
+	})
+}
+
+// logDrops warns, once per reply, about the entries the worker could not use.
+func logDrops(ctx context.Context, cl call, d Drops) {
+	if d.Total() == 0 {
+		return
+	}
+	logging.FromContext(ctx).Warn("upstream.entries.dropped", zap.String("op", cl.op), zap.Int("entries", d.Total()),
+		zap.String("why", d.String()))
 }
 
 func setTime(q url.Values, key string, t *time.Time) {
@@ -369,17 +406,18 @@ func (c *Client) attempt(ctx context.Context, cl call, target, token string) (re
 		return response{body: body, status: resp.StatusCode}, nil
 	}
 
-	// A partial error body still names the problem; a read error here changes nothing.
-	body, _, _ := readLimited(resp.Body, maxErrorBody)
-	eb := decodeErrorBody(body)
-	e := c.newError(cl, kindOfStatus(resp.StatusCode), truncate(oneLine(redact(eb.message, token)), maxMessage))
-	e.Status = resp.StatusCode
-	for name, reason := range eb.fields {
-		if e.Fields == nil {
-			e.Fields = make(map[string]string, len(eb.fields))
-		}
-		e.Fields[redact(name, token)] = truncate(redact(reason, token), maxMessage)
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Never followed (see noRedirects): permanent, and named.
+		e := c.newError(cl, KindPermanent, redirectMessage(resp.Header.Get("Location"), token))
+		e.Status = resp.StatusCode
+		return response{}, e
 	}
+	// A partial error body still names the problem; a read error here changes nothing. What
+	// the server says is cleaned before it is kept: it reaches sync_state, logs and terminals.
+	body, _, _ := readLimited(resp.Body, maxErrorBody)
+	msg, fields := kept(decodeErrorBody(body), token)
+	e := c.newError(cl, kindOfStatus(resp.StatusCode), msg)
+	e.Status, e.Fields = resp.StatusCode, fields
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/usage-sync/usage-sync/internal/safetext"
 )
 
 // The upstream marks no field as required and has changed types and vocabularies before, so
@@ -221,59 +223,64 @@ func (o object) counts(field string) map[string]int64 {
 func (o object) purposeCounts(field string) map[string]int64 {
 	m := make(map[string]int64)
 	for name, n := range o.counts(field) {
-		m[NormalizePurpose(name)] += n
+		p := NormalizePurpose(safetext.Clean(name, maxName))
+		m[p] = satAdd(m[p], n)
 	}
 	return m
 }
 
 // decodeList decodes a listing: the top-level object and its array field, each entry through
-// decodeEntry. Entries it cannot use are counted, not fatal: one bad entry must not cost the page.
-func decodeList[T any](body []byte, field string, decodeEntry func(object) (T, bool)) (obj object, items []T, dropped int, err error) {
+// decodeEntry, which names why it cannot use an entry. Entries it cannot use are counted by
+// reason, not fatal: one bad entry must not cost the page.
+func decodeList[T any](body []byte, field string, decodeEntry func(object) (T, string)) (obj object, items []T, drops Drops, err error) {
 	if obj, err = decodeObject(body); err != nil {
-		return nil, nil, 0, err
+		return nil, nil, nil, err
 	}
 	elems, err := obj.array(field)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, nil, err
 	}
 	items = make([]T, 0, len(elems))
 	for _, raw := range elems {
-		v, ok := decodeEntry(asObject(raw))
-		if !ok {
-			dropped++
+		v, why := decodeEntry(asObject(raw))
+		if why != "" {
+			drops.add(why)
 			continue
 		}
 		items = append(items, v)
 	}
-	return obj, items, dropped, nil
+	return obj, items, drops, nil
 }
 
 func decodeKeyList(body []byte) (KeyList, error) {
-	obj, keys, dropped, err := decodeList(body, "keys", decodeKey)
+	obj, keys, drops, err := decodeList(body, "keys", decodeKey)
 	if err != nil {
 		return KeyList{}, err
 	}
-	list := KeyList{Keys: keys, Dropped: dropped, Count: len(keys) + dropped}
+	list := KeyList{Keys: keys, Dropped: drops.Total(), Drops: drops, Count: len(keys) + drops.Total()}
 	if n := obj.int("count"); n != nil {
 		list.Count = int(*n)
+	}
+	if err := list.checkBounds(); err != nil {
+		return KeyList{}, err
 	}
 	return list, nil
 }
 
-func decodeKey(o object) (Key, bool) {
-	id := o.str("id")
-	if id == "" {
-		return Key{}, false
+func decodeKey(o object) (Key, string) {
+	id, why := entryID(o)
+	if why != "" {
+		return Key{}, why
 	}
 	return Key{
 		ID:            id,
-		Name:          o.str("name"),
-		Purpose:       NormalizePurpose(o.str("purpose")),
+		Name:          safetext.Clean(o.str("name"), maxName),
+		Purpose:       NormalizePurpose(safetext.Clean(o.str("purpose"), maxName)),
 		IsActive:      o.bool("is_active"),
 		CreatedAt:     o.optTime("created_at"),
 		LastUsedAt:    o.optTime("last_used_at"),
 		TotalRequests: o.int("total_requests"),
-	}, true
+	}, ""
 }
 
 func decodeUsage(body []byte) (UsageMetrics, error) {
@@ -281,24 +288,34 @@ func decodeUsage(body []byte) (UsageMetrics, error) {
 	if err != nil {
 		return UsageMetrics{}, err
 	}
-	return UsageMetrics{
+	m := UsageMetrics{
+		UserID:            obj.str("user_id"),
 		TotalRequests:     obj.int("total_requests"),
 		TotalAPIKeys:      obj.int("total_api_keys"),
 		RequestsByPurpose: obj.purposeCounts("requests_by_purpose"),
 		APIKeysByPurpose:  obj.purposeCounts("api_keys_by_purpose"),
 		LastUsedAt:        obj.optTime("last_used_at"),
-	}, nil
+	}
+	if err := m.checkBounds(); err != nil {
+		return UsageMetrics{}, err
+	}
+	return m, nil
 }
 
 func decodeTaskPage(body []byte) (TaskPage, error) {
-	obj, tasks, dropped, err := decodeList(body, "tasks", decodeTask)
+	obj, tasks, drops, err := decodeList(body, "tasks", decodeTask)
 	if err != nil {
 		return TaskPage{}, err
 	}
-	page := TaskPage{Tasks: tasks, Dropped: dropped}
+	page := TaskPage{Tasks: tasks, Dropped: drops.Total(), Drops: drops}
 	for field, dst := range map[string]*int{"count": &page.Count, "limit": &page.Limit, "offset": &page.Offset} {
 		if n := obj.int(field); n != nil {
 			*dst = int(*n)
+		}
+	}
+	for _, t := range page.Tasks {
+		if err := t.checkBounds(); err != nil {
+			return TaskPage{}, err
 		}
 	}
 	return page, nil
@@ -311,27 +328,33 @@ func decodeTaskDetail(body []byte) (Task, error) {
 	if err != nil {
 		return Task{}, err
 	}
-	t, ok := decodeTask(obj)
-	if !ok {
-		return Task{}, &decodeError{msg: "task has no id or no valid created_at"}
+	t, why := decodeTask(obj)
+	if why != "" {
+		return Task{}, &decodeError{msg: "task unusable: " + why}
+	}
+	if err := t.checkBounds(); err != nil {
+		return Task{}, err
 	}
 	return t, nil
 }
 
-// decodeTask reports false for entries the worker cannot key or window: no id, or a
-// created_at that is missing or unparsable.
-func decodeTask(o object) (Task, bool) {
-	id := o.str("id")
+// decodeTask names why it cannot use an entry the worker cannot key or window: no usable id,
+// or a created_at that is missing or unparsable.
+func decodeTask(o object) (Task, string) {
+	id, why := entryID(o)
+	if why != "" {
+		return Task{}, why
+	}
 	created, _ := o.time("created_at")
-	if id == "" || created == nil {
-		return Task{}, false
+	if created == nil {
+		return Task{}, dropNoCreatedAt
 	}
 	m := o.object("metrics")
 	return Task{
 		ID:         id,
 		UserID:     o.str("user_id"),
-		WebhookURL: o.str("webhook_url"),
-		Source:     o.str("source"),
+		WebhookURL: safetext.Clean(o.str("webhook_url"), maxURL),
+		Source:     safetext.Clean(o.str("source"), maxName),
 		CreatedAt:  created,
 		UpdatedAt:  o.optTime("updated_at"),
 		StartedAt:  o.optTime("started_at"),
@@ -345,7 +368,7 @@ func decodeTask(o object) (Task, bool) {
 			LastVerificationRequestedAt: m.optTime("last_verification_requested_at"),
 			LastVerificationCompletedAt: m.optTime("last_verification_completed_at"),
 		},
-	}, true
+	}, ""
 }
 
 // errorBody is the upstream's error payload: {"error": "...", "fields": {...}}.

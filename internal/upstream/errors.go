@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/usage-sync/usage-sync/internal/safetext"
 )
 
 // Kind sorts failures by what the caller should do about them.
@@ -131,23 +133,8 @@ func KindOf(err error) Kind {
 	return 0
 }
 
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
+// oneLine makes text safe for a one-line error, a log line and a terminal.
+func oneLine(s string) string { return safetext.Clean(s, safetext.MaxDefault) }
 
 // maxMessage bounds what a server's error text may add to a log line.
 const maxMessage = 200
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := 0
-	for i := range s {
-		if i > n {
-			break
-		}
-		cut = i
-	}
-	return s[:cut] + "…"
-}

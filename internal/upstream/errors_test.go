@@ -94,13 +94,3 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
-
-func TestTruncate(t *testing.T) {
-	t.Parallel()
-	if got := truncate("héllo wörld", 4); got != "hél…" {
-		t.Errorf("truncate = %q, want %q", got, "hél…")
-	}
-	if got := truncate("short", 200); got != "short" {
-		t.Errorf("truncate = %q", got)
-	}
-}

@@ -24,11 +24,13 @@ type Key struct {
 type KeyList struct {
 	Count   int
 	Keys    []Key
-	Dropped int // entries without a usable id, skipped
+	Dropped int   // entries without a usable id, skipped
+	Drops   Drops // Dropped by reason
 }
 
 // UsageMetrics is the answer of GET /metrics/api-usage.
 type UsageMetrics struct {
+	UserID            string // whom the upstream says the totals are of; "" when it did not say
 	TotalRequests     *int64
 	TotalAPIKeys      *int64
 	RequestsByPurpose map[string]int64 // canonical purposes, spellings merged by summing; never nil
@@ -63,7 +65,8 @@ type Task struct {
 type TaskPage struct {
 	Count, Limit, Offset int
 	Tasks                []Task
-	Dropped              int // entries without an id or a parsable created_at, skipped
+	Dropped              int   // entries without a usable id or created_at, or of another user, skipped
+	Drops                Drops // Dropped by reason
 }
 
 // TaskQuery filters GET /tasks. Zero Limit or Offset leaves the upstream's default.

@@ -35,9 +35,10 @@ type Trigger interface {
 // signature carries no timestamp, so nothing is taken from the payload but the user to sync:
 // the sync reads the task from the API, and a replay at worst syncs the user once more.
 type Handler struct {
-	secret []byte
-	trig   Trigger
-	log    *zap.Logger
+	secret   []byte
+	trig     Trigger
+	log      *zap.Logger
+	rejected *rejections
 }
 
 // New returns a Handler. With an empty secret every delivery is accepted unsigned.
@@ -45,7 +46,7 @@ func New(secret string, trig Trigger, log *zap.Logger) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Handler{secret: []byte(secret), trig: trig, log: log}
+	return &Handler{secret: []byte(secret), trig: trig, log: log, rejected: newRejections(log)}
 }
 
 type delivery struct {
@@ -119,7 +120,7 @@ func (h *Handler) signed(header string, body []byte) bool {
 }
 
 func (h *Handler) reply(w http.ResponseWriter, status int, why, taskID string) {
-	h.log.Warn("webhook.rejected", zap.Int("status", status), zap.String("why", why), zap.String("task_id", taskID))
+	h.rejected.note(status, why, taskID)
 	writeJSON(w, status, map[string]string{"error": why})
 }
 
