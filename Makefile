@@ -20,8 +20,9 @@ help: ## list the targets
 build: ## build bin/usage-sync and bin/upstream-sim (version from git describe)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/usage-sync ./cmd/upstream-sim
 
-test: ## go vet and the race-enabled tests against a real PostgreSQL (started if needed)
-	@$(WITH_PG) && set -x && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+test: ## go vet and the race-enabled tests against a real PostgreSQL (started if needed), deploy/ included
+	@$(WITH_PG) && set -x && $(GO) vet ./... && $(GO) test -race -count=1 ./... \
+	  && cd deploy && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 bench: ## benchmarks against a real PostgreSQL (started if needed), except the scale scenarios
 	@$(WITH_PG) && set -x && $(GO) test -run '^$$' -bench . -skip '^BenchmarkScale' -benchmem ./...
@@ -40,11 +41,14 @@ bench-scale: build ## the scale scenarios (internal/scalebench), one table row p
 demo: ## sync a simulated upstream into a fresh database and show the tables (scripts/demo.sh)
 	scripts/demo.sh
 
-lint: ## gofmt check, go vet and staticcheck (fetched through the module proxy on first use)
+lint: ## gofmt, go vet, staticcheck (fetched through the module proxy on first use), promtool check rules
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.*')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	cd deploy && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	@command -v promtool >/dev/null || { echo "promtool is missing: apt-get install prometheus"; exit 1; }
+	promtool check rules deploy/prometheus/alerts.yaml
 
 migrate: build ## apply the schema to DATABASE_URL
 	@[ -n "$${DATABASE_URL:-}" ] || { echo "set DATABASE_URL to the database to migrate"; exit 2; }

@@ -62,6 +62,9 @@ type Config struct {
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" desc:"host:port the daemon accepts task-completion webhooks on (POST /webhooks/tasks); empty: no webhook listener"`
 	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); empty: unsigned deliveries accepted"`
 
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9464" desc:"host:port serving GET /livez, /readyz and /metrics; off: none; --once serves them only when this is set in its environment"`
+	SyncRequestPoll time.Duration `envconfig:"SYNC_REQUEST_POLL" default:"5s" desc:"how often the daemon looks for users whose sync the dashboard requested (public.request_sync())"`
+
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	WorkerID string `envconfig:"WORKER_ID" desc:"names this worker in leases and logs; empty: hostname-pid"`
 }
@@ -220,6 +223,7 @@ func (c Config) Validate(mode Mode) error {
 		c.validateUpstream(&p)
 		c.validateSync(&p)
 		c.validateWebhook(&p)
+		c.validateOps(&p)
 	}
 	return p.err()
 }
@@ -230,6 +234,20 @@ func (c Config) validateWebhook(p *problems) {
 	}
 	if _, port, err := net.SplitHostPort(c.WebhookAddr); err != nil || port == "" {
 		p.addf("WEBHOOK_ADDR %q is not host:port: set it to an address to listen on, such as :8080 or 0.0.0.0:8080, or leave it empty for no webhooks", c.WebhookAddr)
+	}
+}
+
+// MetricsOff is the METRICS_ADDR value that turns the probe and metrics listener off.
+const MetricsOff = "off"
+
+func (c Config) validateOps(p *problems) {
+	if c.MetricsAddr != MetricsOff {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			p.addf("METRICS_ADDR %q is not host:port: set it to an address to listen on, such as :9464, or off for no probes and metrics", c.MetricsAddr)
+		}
+	}
+	if c.SyncRequestPoll < 100*time.Millisecond {
+		p.addf("SYNC_REQUEST_POLL %s is too short: set at least 100ms (default 5s)", c.SyncRequestPoll)
 	}
 }
 

@@ -94,6 +94,8 @@ func TestDefaults(t *testing.T) {
 		MaxBackfillDays:    7,
 		TaskOverlap:        10 * time.Minute,
 		RevisionWindow:     24 * time.Hour,
+		MetricsAddr:        ":9464",
+		SyncRequestPoll:    5 * time.Second,
 		LogLevel:           "info",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -216,6 +218,9 @@ func TestValidateProblems(t *testing.T) {
 		{"webhook address", with(valid(), "WEBHOOK_ADDR", "8080"), ModeSync, `WEBHOOK_ADDR "8080" is not host:port`},
 		{"webhook address ok", with(valid(), "WEBHOOK_ADDR", ":8080"), ModeSync, ""},
 		{"max conns", with(valid(), "DB_MAX_CONNS", "-1"), ModeMigrate, "DB_MAX_CONNS -1 is out of range"},
+		{"metrics address", with(valid(), "METRICS_ADDR", "9464"), ModeSync, `METRICS_ADDR "9464" is not host:port`},
+		{"metrics off", with(valid(), "METRICS_ADDR", "off"), ModeSync, ""},
+		{"request poll", with(valid(), "SYNC_REQUEST_POLL", "10ms"), ModeSync, "SYNC_REQUEST_POLL 10ms is too short"},
 		{"log level", with(valid(), "LOG_LEVEL", "verbose"), ModeMigrate, `LOG_LEVEL "verbose" is not a level`},
 		{"missing base URL", with(valid(), "UPSTREAM_BASE_URL", ""), ModeSync, "UPSTREAM_BASE_URL is empty"},
 		{"relative base URL", with(valid(), "UPSTREAM_BASE_URL", "api.example.com/api/v1"), ModeSync, "UPSTREAM_BASE_URL \"api.example.com/api/v1\" is not an absolute http(s) URL"},

@@ -57,7 +57,8 @@ type Options struct {
 	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
 	// backoff and cycles use the database's now(), the one clock every replica shares. Tests set
 	// it, and then everything that decides time runs on it, in Go and in SQL.
-	Now func() time.Time
+	Now      func() time.Time
+	Observer Observer // nil: nothing observes (see observe.go)
 }
 
 func (o Options) withDefaults() Options {
@@ -166,10 +167,8 @@ const (
 	outcomeAbandoned
 )
 
-// RunCycle enrols new users, then syncs every due user with a bounded pool of workers. It returns
-// an error only when the cycle cannot run at all (the database is unreachable); one user's
-// failure is recorded in its sync_state and counted in the Summary, never returned.
-func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) {
+// runCycle is RunCycle without its observer (observe.go).
+func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) {
 	start := time.Now()
 	sum := Summary{RunID: newID()}
 	log := s.log.With(zap.String("run_id", sum.RunID))

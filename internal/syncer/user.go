@@ -107,6 +107,7 @@ func (s *Syncer) syncUser(ctx context.Context, log *zap.Logger, runID string, le
 		return res, err
 	}
 	logCharges(log, res.applied.Charge, !s.opts.ChargeEnabled)
+	s.observeCharge(res.applied.Charge)
 	return res, nil
 }
 
