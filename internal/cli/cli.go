@@ -159,7 +159,14 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		return app.fail(ExitRuntime, "check schema", fmt.Errorf("check schema: %w", err))
 	}
-	up, err := upstream.New(upstream.Config{
+	var ob *ops
+	if wantOps(app.cfg, *once, getenv) {
+		if ob, err = app.serveOps(); err != nil {
+			return app.fail(ExitRuntime, "metrics", err)
+		}
+		defer ob.close(ctx)
+	}
+	upCfg := upstream.Config{
 		BaseURL:        app.cfg.UpstreamBaseURL,
 		AdminToken:     app.cfg.UpstreamAdminToken,
 		JWTSecret:      app.cfg.SupabaseJWTSecret,
@@ -168,12 +175,8 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		MaxElapsed:     app.cfg.UpstreamRetryMax,
 		MaxRetryAfter:  app.cfg.UpstreamRetryAfter,
 		UserAgent:      "usage-sync/" + version,
-	})
-	if err != nil {
-		return app.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))
 	}
-	app.stopStartup()
-	sy := syncer.New(app.st, up, app.log, syncer.Options{
+	syOpts := syncer.Options{
 		Concurrency:        app.cfg.SyncConcurrency,
 		LeaseTTL:           app.cfg.SyncLeaseTTL,
 		UserTimeout:        app.cfg.SyncUserTimeout,
@@ -187,12 +190,21 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		ChargeEnabled:      app.cfg.ChargeEnabled,
 		ChargeFrom:         app.cfg.ChargeFrom,
 		WorkerID:           app.workerID,
-	})
+	}
+	if ob != nil {
+		upCfg.Observer, syOpts.Observer = ob.metrics, ob.metrics
+	}
+	up, err := upstream.New(upCfg)
+	if err != nil {
+		return app.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))
+	}
+	app.stopStartup()
+	sy := syncer.New(app.st, up, app.log, syOpts)
 
 	if *once {
 		return app.once(ctx, sy, syncer.CycleOptions{All: *all, UserID: userID, Trigger: "once"}, stderr)
 	}
-	return app.daemon(ctx, sy)
+	return app.daemon(ctx, sy, ob)
 }
 
 func (a *app) once(ctx context.Context, sy *syncer.Syncer, o syncer.CycleOptions, stderr io.Writer) error {
@@ -219,7 +231,10 @@ func (a *app) once(ctx context.Context, sy *syncer.Syncer, o syncer.CycleOptions
 	return nil
 }
 
-func (a *app) daemon(ctx context.Context, sy *syncer.Syncer) error {
+func (a *app) daemon(ctx context.Context, sy *syncer.Syncer, ob *ops) error {
+	if ob != nil {
+		defer ob.stopped.Store(true)
+	}
 	if !a.cfg.SyncEnabled {
 		a.log.Info("schedule.disabled", zap.String("why",
 			"SYNC_ENABLED is not true: the daemon schedules nothing; set SYNC_ENABLED=true to sync, or run `usage-sync --once`"))
@@ -234,6 +249,14 @@ func (a *app) daemon(ctx context.Context, sy *syncer.Syncer) error {
 		}
 		defer stop()
 	}
+	// Users the dashboard asked for (public.request_sync()), ahead of the schedule.
+	rctx, stopRequests := context.WithCancel(ctx)
+	requestsDone := make(chan struct{})
+	go func() {
+		defer close(requestsDone)
+		sy.ServeRequests(rctx, a.cfg.SyncRequestPoll)
+	}()
+	defer func() { stopRequests(); <-requestsDone }()
 	err := schedule.Run(ctx, a.cfg.SyncSchedule, a.log, func(ctx context.Context) {
 		// A cycle that cannot run (database down) is retried at the next tick, not fatal.
 		if _, err := sy.RunCycle(ctx, syncer.CycleOptions{Trigger: "schedule"}); err != nil {
@@ -317,7 +340,7 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
 	st, err := store.Open(a.startupCtx, cfg.DatabaseURL, store.Options{
-		MaxConns: int32(cfg.DBMaxConns),
+		MaxConns: int32(cfg.PoolSize()),
 		PoolMode: cfg.DBPoolMode,
 		Logger:   log,
 	})

@@ -24,6 +24,8 @@ func env(dsn string, kv ...string) func(string) string {
 		"UPSTREAM_BASE_URL":    "http://127.0.0.1:1/api/v1",
 		"UPSTREAM_ADMIN_TOKEN": "admin-token-secret",
 		"LOG_LEVEL":            "debug",
+		// Parallel daemons must not fight over the default :9464.
+		"METRICS_ADDR": "127.0.0.1:0",
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]

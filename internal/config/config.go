@@ -32,7 +32,7 @@ import (
 // errors: Redacted masks them.
 type Config struct {
 	DatabaseURL string `envconfig:"DATABASE_URL" required:"true" secret:"true" desc:"PostgreSQL to write to: a postgres:// URL or a key=value DSN"`
-	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" default:"8" desc:"connection pool size; at least SYNC_CONCURRENCY + 1"`
+	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" desc:"connection pool size; empty: 2 x SYNC_CONCURRENCY + 2, enough for SYNC_CONCURRENCY; when set, at least SYNC_CONCURRENCY + 1"`
 	DBPoolMode  string `envconfig:"DB_POOL_MODE" default:"auto" desc:"auto, session or transaction; auto picks transaction on port 6543 (Supabase's transaction pooler)"`
 
 	UpstreamBaseURL    string        `envconfig:"UPSTREAM_BASE_URL" desc:"Email Verification API base URL, usually ending in /api/v1 (required to sync)"`
@@ -64,8 +64,26 @@ type Config struct {
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" desc:"host:port the daemon accepts task-completion webhooks on (POST /webhooks/tasks); empty: no webhook listener"`
 	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); empty: unsigned deliveries accepted"`
 
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9464" desc:"host:port serving GET /livez, /readyz and /metrics; off: none; --once serves them only when this is set in its environment"`
+	SyncRequestPoll time.Duration `envconfig:"SYNC_REQUEST_POLL" default:"5s" desc:"how often the daemon looks for users whose sync the dashboard requested (public.request_sync())"`
+
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	WorkerID string `envconfig:"WORKER_ID" desc:"names this worker in leases and logs; empty: hostname-pid"`
+}
+
+// DBMaxConnsDefault is the pool size when DB_MAX_CONNS is empty: for each user in flight one
+// connection for its write transaction and one for its lease renewal (which must never queue
+// behind the worker's own transactions), one for claims, and one for the rest (webhooks,
+// probes). A pool opens connections only as they are needed, so the bound costs nothing idle.
+func DBMaxConnsDefault(concurrency int) int { return 2*concurrency + 2 }
+
+// PoolSize is the connection pool the worker opens: DB_MAX_CONNS, or when it is empty enough
+// for SYNC_CONCURRENCY.
+func (c Config) PoolSize() int {
+	if c.DBMaxConns > 0 {
+		return c.DBMaxConns
+	}
+	return DBMaxConnsDefault(c.SyncConcurrency)
 }
 
 // Mode says what the configuration is for.
@@ -207,6 +225,7 @@ func (c Config) Validate(mode Mode) error {
 		c.validateUpstream(&p)
 		c.validateSync(&p)
 		c.validateWebhook(&p)
+		c.validateOps(&p)
 	}
 	return p.err()
 }
@@ -217,6 +236,20 @@ func (c Config) validateWebhook(p *problems) {
 	}
 	if _, port, err := net.SplitHostPort(c.WebhookAddr); err != nil || port == "" {
 		p.addf("WEBHOOK_ADDR %q is not host:port: set it to an address to listen on, such as :8080 or 0.0.0.0:8080, or leave it empty for no webhooks", c.WebhookAddr)
+	}
+}
+
+// MetricsOff is the METRICS_ADDR value that turns the probe and metrics listener off.
+const MetricsOff = "off"
+
+func (c Config) validateOps(p *problems) {
+	if c.MetricsAddr != MetricsOff {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			p.addf("METRICS_ADDR %q is not host:port: set it to an address to listen on, such as :9464, or off for no probes and metrics", c.MetricsAddr)
+		}
+	}
+	if c.SyncRequestPoll < 100*time.Millisecond {
+		p.addf("SYNC_REQUEST_POLL %s is too short: set at least 100ms (default 5s)", c.SyncRequestPoll)
 	}
 }
 
@@ -240,8 +273,8 @@ func (c Config) validateDatabase(p *problems) {
 	case !strings.Contains(dsn, "="):
 		p.addf("DATABASE_URL is neither a postgres:// URL nor a key=value DSN: use e.g. postgres://user:password@host:5432/postgres")
 	}
-	if c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
-		p.addf("DB_MAX_CONNS %d is out of range: set 1 to 1000 (default 8)", c.DBMaxConns)
+	if c.DBMaxConns < 0 || c.DBMaxConns > 1000 {
+		p.addf("DB_MAX_CONNS %d is out of range: set 1 to 1000, or leave it empty to size the pool from SYNC_CONCURRENCY", c.DBMaxConns)
 	}
 	switch c.DBPoolMode {
 	case "auto", "session", "transaction":
@@ -279,7 +312,8 @@ func (c Config) validateSync(p *problems) {
 	if c.SyncConcurrency < 1 || c.SyncConcurrency > 64 {
 		p.addf("SYNC_CONCURRENCY %d is out of range: set 1 to 64 (default 4)", c.SyncConcurrency)
 	} else if c.DBMaxConns >= 1 && c.DBMaxConns < c.SyncConcurrency+1 {
-		p.addf("DB_MAX_CONNS %d is below SYNC_CONCURRENCY + 1 (%d): each user in flight holds a connection and claiming needs one more; raise DB_MAX_CONNS or lower SYNC_CONCURRENCY", c.DBMaxConns, c.SyncConcurrency+1)
+		p.addf("DB_MAX_CONNS %d is below SYNC_CONCURRENCY + 1 (%d): each user in flight holds a connection and claiming needs one more; raise DB_MAX_CONNS to at least %d, or leave it empty to size the pool from SYNC_CONCURRENCY (%d)",
+			c.DBMaxConns, c.SyncConcurrency+1, c.SyncConcurrency+1, DBMaxConnsDefault(c.SyncConcurrency))
 	}
 	c.positive(p, "SYNC_LEASE_TTL", c.SyncLeaseTTL, 10*time.Second)
 	c.positive(p, "SYNC_USER_TIMEOUT", c.SyncUserTimeout, 0)
@@ -327,6 +361,8 @@ func (c Config) Redacted() map[string]string {
 		switch {
 		case f.name == "DATABASE_URL":
 			s = RedactDSN(s)
+		case f.name == "DB_MAX_CONNS":
+			s = strconv.Itoa(c.PoolSize()) // the effective size, also when derived
 		case f.secret && s != "":
 			s = "(set)"
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,6 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("Load(empty): %v", err)
 	}
 	want := Config{
-		DBMaxConns:         8,
 		DBPoolMode:         "auto",
 		UpstreamJWTTTL:     5 * time.Minute,
 		UpstreamTimeout:    30 * time.Second,
@@ -95,6 +95,8 @@ func TestDefaults(t *testing.T) {
 		TaskOverlap:        10 * time.Minute,
 		RevisionWindow:     24 * time.Hour,
 		RevisionInterval:   time.Hour,
+		MetricsAddr:        ":9464",
+		SyncRequestPoll:    5 * time.Second,
 		LogLevel:           "info",
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -216,7 +218,10 @@ func TestValidateProblems(t *testing.T) {
 		{"pool mode", with(valid(), "DB_POOL_MODE", "statement"), ModeMigrate, `DB_POOL_MODE "statement" is not a pool mode`},
 		{"webhook address", with(valid(), "WEBHOOK_ADDR", "8080"), ModeSync, `WEBHOOK_ADDR "8080" is not host:port`},
 		{"webhook address ok", with(valid(), "WEBHOOK_ADDR", ":8080"), ModeSync, ""},
-		{"max conns", with(valid(), "DB_MAX_CONNS", "0"), ModeMigrate, "DB_MAX_CONNS 0 is out of range"},
+		{"max conns", with(valid(), "DB_MAX_CONNS", "-1"), ModeMigrate, "DB_MAX_CONNS -1 is out of range"},
+		{"metrics address", with(valid(), "METRICS_ADDR", "9464"), ModeSync, `METRICS_ADDR "9464" is not host:port`},
+		{"metrics off", with(valid(), "METRICS_ADDR", "off"), ModeSync, ""},
+		{"request poll", with(valid(), "SYNC_REQUEST_POLL", "10ms"), ModeSync, "SYNC_REQUEST_POLL 10ms is too short"},
 		{"log level", with(valid(), "LOG_LEVEL", "verbose"), ModeMigrate, `LOG_LEVEL "verbose" is not a level`},
 		{"missing base URL", with(valid(), "UPSTREAM_BASE_URL", ""), ModeSync, "UPSTREAM_BASE_URL is empty"},
 		{"relative base URL", with(valid(), "UPSTREAM_BASE_URL", "api.example.com/api/v1"), ModeSync, "UPSTREAM_BASE_URL \"api.example.com/api/v1\" is not an absolute http(s) URL"},
@@ -233,7 +238,8 @@ func TestValidateProblems(t *testing.T) {
 		{"schedule ignored for migrate", with(valid(), "SYNC_SCHEDULE", "nope"), ModeMigrate, ""},
 		{"concurrency low", with(valid(), "SYNC_CONCURRENCY", "0"), ModeSync, "SYNC_CONCURRENCY 0 is out of range"},
 		{"concurrency high", with(valid(), "SYNC_CONCURRENCY", "65", "DB_MAX_CONNS", "100"), ModeSync, "SYNC_CONCURRENCY 65 is out of range"},
-		{"pool too small", with(valid(), "SYNC_CONCURRENCY", "8"), ModeSync, "DB_MAX_CONNS 8 is below SYNC_CONCURRENCY + 1 (9)"},
+		{"pool too small", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "8"), ModeSync,
+			"DB_MAX_CONNS 8 is below SYNC_CONCURRENCY + 1 (9): each user in flight holds a connection and claiming needs one more; raise DB_MAX_CONNS to at least 9, or leave it empty to size the pool from SYNC_CONCURRENCY (18)"},
 		{"lease short", with(valid(), "SYNC_LEASE_TTL", "5s"), ModeSync, "SYNC_LEASE_TTL 5s is too short: set at least 10s"},
 		{"user timeout", with(valid(), "SYNC_USER_TIMEOUT", "0s"), ModeSync, "SYNC_USER_TIMEOUT 0s is not positive"},
 		{"backoff order", with(valid(), "FAILURE_BACKOFF_BASE", "2h"), ModeSync, "FAILURE_BACKOFF_MAX 1h0m0s is below FAILURE_BACKOFF_BASE 2h0m0s"},
@@ -261,6 +267,48 @@ func TestValidateProblems(t *testing.T) {
 				t.Fatalf("Validate = %q\nwant it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// DB_MAX_CONNS left empty follows SYNC_CONCURRENCY, so raising the concurrency alone is never a
+// configuration error; a value set explicitly is used as given, and one too small for the
+// concurrency is an error that names both fixes.
+func TestDBMaxConnsFollowsConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want int
+	}{
+		{"defaults", valid(), DBMaxConnsDefault(4)},
+		{"only concurrency 8", with(valid(), "SYNC_CONCURRENCY", "8"), DBMaxConnsDefault(8)},
+		{"only concurrency 64", with(valid(), "SYNC_CONCURRENCY", "64"), DBMaxConnsDefault(64)},
+		{"zero means unset", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "0"), DBMaxConnsDefault(8)},
+		{"explicit, just enough", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "9"), 9},
+		{"explicit, above", with(valid(), "SYNC_CONCURRENCY", "2", "DB_MAX_CONNS", "30"), 30},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(env(tt.env))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if err := c.Validate(ModeSync); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if got := c.PoolSize(); got != tt.want {
+				t.Fatalf("PoolSize = %d, want %d", got, tt.want)
+			}
+			if got := c.PoolSize(); got < c.SyncConcurrency+1 {
+				t.Fatalf("pool of %d cannot serve SYNC_CONCURRENCY %d", got, c.SyncConcurrency)
+			}
+			if r := c.Redacted()["DB_MAX_CONNS"]; r != strconv.Itoa(tt.want) {
+				t.Fatalf("start-up log shows DB_MAX_CONNS %q, want the effective %d", r, tt.want)
+			}
+		})
+	}
+	if DBMaxConnsDefault(8) != 18 {
+		t.Fatalf("DBMaxConnsDefault(8) = %d: a write and a renewal per user in flight, one for claims, one spare", DBMaxConnsDefault(8))
 	}
 }
 

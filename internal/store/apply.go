@@ -189,22 +189,23 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, erro
 		_, err = tx.Exec(ctx, `
 			with w as (
 				select coalesce(min(created_at) filter (where status in ('pending', 'processing')
-				                                          or finished_at > $9::timestamptz - $10::interval),
+				                                          or finished_at > $10::timestamptz - $11::interval),
 				                max(created_at)) as wm,
 				       coalesce(min(created_at) filter (where status in ('pending', 'processing')),
 				                max(created_at)) as wm_open
 				from tasks where user_id = $1
 			)
-			update sync_state set status = $3, last_attempt_at = now(), last_success_at = now(),
+			update sync_state set status = $3, last_attempt_at = coalesce($8::timestamptz, now()),
+			       last_success_at = coalesce($8::timestamptz, now()),
 			       last_error = nullif($4, ''), last_error_kind = case when $4 = '' then null else 'degraded' end,
-			       consecutive_failures = 0, next_attempt_at = now(),
+			       consecutive_failures = 0, next_attempt_at = coalesce($8::timestamptz, now()),
 			       settled_through = coalesce(($5::timestamptz at time zone 'UTC')::date, settled_through), blocked_keys = $6,
 			       last_run_id = $7, lease_owner = null, lease_expires_at = null, updated_at = now(),
-			       reads_fingerprint = nullif($8, ''), task_watermark = w.wm, task_watermark_open = w.wm_open,
-			       revision_swept_at = coalesce($11::timestamptz, revision_swept_at)
+			       reads_fingerprint = nullif($9, ''), task_watermark = w.wm, task_watermark_open = w.wm_open,
+			       revision_swept_at = coalesce($12::timestamptz, revision_swept_at)
 			from w
 			where user_id = $1 and lease_token = $2`,
-			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID,
+			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID, l.at(),
 			u.ReadsFingerprint, u.Now.UTC(), u.RevisionWindow.String(), u.SweptAt)
 		if err != nil {
 			return fmt.Errorf("record success: %w", err)

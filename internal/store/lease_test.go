@@ -13,15 +13,11 @@ func TestLeasesFenceAStaleWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st, users := setup(t, 10)
-	if _, err := st.Enrol(ctx); err != nil {
-		t.Fatal(err)
-	}
-	since, err := st.Now(ctx)
-	if err != nil {
+	if _, err := st.Enrol(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	req := func(owner string) store.ClaimRequest {
-		return store.ClaimRequest{Owner: owner, RunID: owner, Since: since, TTL: time.Minute, UserID: users[0]}
+		return store.ClaimRequest{Owner: owner, RunID: owner, TTL: time.Minute, UserID: users[0]}
 	}
 	a, err := st.Claim(ctx, req("a"))
 	if err != nil || a == nil {
@@ -98,15 +94,11 @@ func TestRenewalNeverWaitsOnTheFence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st, users := setup(t, 10)
-	if _, err := st.Enrol(ctx); err != nil {
-		t.Fatal(err)
-	}
-	since, err := st.Now(ctx)
-	if err != nil {
+	if _, err := st.Enrol(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	req := func(owner string) store.ClaimRequest {
-		return store.ClaimRequest{Owner: owner, RunID: owner, Since: since, TTL: time.Minute, UserID: users[0]}
+		return store.ClaimRequest{Owner: owner, RunID: owner, TTL: time.Minute, UserID: users[0]}
 	}
 	a, err := st.Claim(ctx, req("a"))
 	if err != nil || a == nil {

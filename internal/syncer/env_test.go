@@ -48,16 +48,20 @@ type envConfig struct {
 	opts     syncer.Options
 	balance  int64
 	balances map[string]int64
-	shadow   bool // CHARGE_ENABLED=false
+	shadow   bool      // CHARGE_ENABLED=false
+	start    time.Time // where the clock starts; zero: the real now
 }
 
-// setup builds an env. Unless the config says otherwise, the clock stands at the real now
-// (the database's now() and the syncer's clock then agree) and CHARGE_FROM is two days ago at
-// midnight, so the simulator's history is charged.
+// setup builds an env. Unless the config says otherwise, the clock stands at the real now and
+// CHARGE_FROM is two days ago at midnight, so the simulator's history is charged. The syncer runs
+// on the clock in Go and in SQL alike, so it may stand anywhere.
 func setup(t testing.TB, c envConfig) *env {
 	t.Helper()
 	st, dsn := pgtest.Open(t, pgtest.Plain)
 	clk := &clock{t: time.Now().UTC()}
+	if !c.start.IsZero() {
+		clk.t = c.start.UTC()
+	}
 	if c.sim.Now == nil {
 		c.sim.Now = clk.Now
 	}
@@ -166,8 +170,8 @@ func (e *env) syncState(user string) syncRow {
 	e.t.Helper()
 	var r syncRow
 	err := e.st.Pool().QueryRow(context.Background(), `
-		select status, last_error, consecutive_failures, next_attempt_at > now(), last_success_at is not null
-		from sync_state where user_id = $1`, user).Scan(&r.Status, &r.LastError, &r.ConsecutiveFailures, &r.NextAttemptInFuture, &r.LastSuccess)
+		select status, last_error, consecutive_failures, next_attempt_at > $2, last_success_at is not null
+		from sync_state where user_id = $1`, user, e.clock.Now()).Scan(&r.Status, &r.LastError, &r.ConsecutiveFailures, &r.NextAttemptInFuture, &r.LastSuccess)
 	if err != nil {
 		e.t.Fatalf("sync_state of %s: %v", user, err)
 	}

@@ -15,22 +15,31 @@ func startOfDay(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
-// passDays lists the UTC days a sync re-reads: every unsettled day from the day CHARGE_FROM falls
-// in, at most maxBackfill days before today, through today.
-func passDays(now, chargeFrom time.Time, settledThrough *time.Time, maxBackfill int) []time.Time {
-	today := startOfDay(now)
+// firstUnsettled is the oldest day a sync must still read: the day CHARGE_FROM falls in, or the
+// first day not yet settled when that is later.
+func firstUnsettled(chargeFrom time.Time, settledThrough *time.Time) time.Time {
 	first := startOfDay(chargeFrom)
 	if settledThrough != nil && settledThrough.After(first) {
 		first = startOfDay(*settledThrough)
 	}
-	if floor := today.AddDate(0, 0, -maxBackfill); first.Before(floor) {
-		first = floor
+	return first
+}
+
+// passDays lists the UTC days a sync reads: the oldest unsettled days from the day CHARGE_FROM
+// falls in, at most maxBackfill of them before today, then today. A longer backlog (an outage,
+// a CHARGE_FROM months back) is worked off oldest first over the next cycles: one cycle's work is
+// bounded, and no day is ever skipped.
+func passDays(now, chargeFrom time.Time, settledThrough *time.Time, maxBackfill int) []time.Time {
+	today := startOfDay(now)
+	first := firstUnsettled(chargeFrom, settledThrough)
+	if first.After(today) {
+		return nil
 	}
 	var days []time.Time
-	for d := first; !d.After(today); d = d.AddDate(0, 0, 1) {
+	for d := first; d.Before(today) && len(days) < maxBackfill; d = d.AddDate(0, 0, 1) {
 		days = append(days, d)
 	}
-	return days
+	return append(days, today)
 }
 
 type planInput struct {
@@ -150,13 +159,17 @@ func buildPlan(in planInput) *store.UserSync {
 	u.Tasks = rows
 	u.Charges = append(u.Charges, charges...)
 
-	// A day is settled once it has been read at or after its end plus the settle lag.
+	// A day is settled once it has been read at or after its end plus the settle lag. The mark
+	// advances only over days read back to back from the first unsettled one: a backlog pass reads
+	// its oldest days and today, and the gap between them must stay unsettled.
 	var settled *time.Time
+	expect := firstUnsettled(in.chargeFrom, in.settled)
 	for _, w := range in.windows {
-		if in.now.Before(w.day.Add(day + in.settleLag)) {
+		if !w.day.Equal(expect) || in.now.Before(w.day.Add(day+in.settleLag)) {
 			break
 		}
-		next := w.day.Add(day)
+		expect = w.day.Add(day)
+		next := expect
 		settled = &next
 	}
 	if settled == nil {

@@ -33,7 +33,10 @@ func TestPassDays(t *testing.T) {
 		{"enrolled today", ts("2026-11-27T09:00:00Z"), nil, 7, []string{"2026-11-27"}},
 		{"charge from mid-day two days ago", ts("2026-11-25T13:14:15.123456789Z"), nil, 7, []string{"2026-11-25", "2026-11-26", "2026-11-27"}},
 		{"settled through yesterday", ts("2026-11-20T00:00:00Z"), tp("2026-11-26T00:00:00Z"), 7, []string{"2026-11-26", "2026-11-27"}},
-		{"long outage is capped by the backfill", ts("2026-10-01T00:00:00Z"), nil, 2, []string{"2026-11-25", "2026-11-26", "2026-11-27"}},
+		{"long outage: oldest days first, then today", ts("2026-10-01T00:00:00Z"), nil, 2, []string{"2026-10-01", "2026-10-02", "2026-11-27"}},
+		{"backlog resumes where it was settled", ts("2026-10-01T00:00:00Z"), tp("2026-11-24T00:00:00Z"), 2, []string{"2026-11-24", "2026-11-25", "2026-11-27"}},
+		{"backlog of exactly the cap", ts("2026-10-01T00:00:00Z"), tp("2026-11-25T00:00:00Z"), 2, []string{"2026-11-25", "2026-11-26", "2026-11-27"}},
+		{"charge from in the future", ts("2026-11-28T00:00:00Z"), nil, 7, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -169,5 +172,42 @@ func TestBuildPlanTasks(t *testing.T) {
 	}
 	if r := rows["running"]; r.Status != "processing" || r.Finished {
 		t.Fatalf("running task is %+v", r)
+	}
+}
+
+func TestBuildPlanSettlesOnlyAContiguousPrefix(t *testing.T) {
+	t.Parallel()
+	now := ts("2026-11-27T10:00:00Z")
+	win := func(days ...string) []window {
+		var out []window
+		for _, d := range days {
+			out = append(out, window{day: ts(d + "T00:00:00Z")})
+		}
+		return out
+	}
+	cases := []struct {
+		name    string
+		settled *time.Time
+		windows []window
+		want    *time.Time
+	}{
+		{"a backlog pass settles its oldest days, not the gap before today", nil,
+			win("2026-10-01", "2026-10-02", "2026-11-27"), tp("2026-10-03T00:00:00Z")},
+		{"resuming from the mark", tp("2026-10-03T00:00:00Z"),
+			win("2026-10-03", "2026-10-04", "2026-11-27"), tp("2026-10-05T00:00:00Z")},
+		{"windows that do not start at the mark settle nothing", tp("2026-10-03T00:00:00Z"),
+			win("2026-10-04", "2026-10-05", "2026-11-27"), tp("2026-10-03T00:00:00Z")},
+		{"a hole in the windows stops the mark", tp("2026-10-03T00:00:00Z"),
+			win("2026-10-03", "2026-10-05", "2026-11-27"), tp("2026-10-04T00:00:00Z")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			u := buildPlan(planInput{userID: "u", now: now, chargeFrom: ts("2026-10-01T00:00:00Z"), settleLag: 2 * time.Hour,
+				settled: c.settled, windows: c.windows})
+			if u.SettledThrough == nil || !u.SettledThrough.Equal(*c.want) {
+				t.Fatalf("settled through %v, want %v", u.SettledThrough, c.want)
+			}
+		})
 	}
 }

@@ -161,7 +161,7 @@ func TestDatabaseRestart(t *testing.T) {
 	proxy.setDown(false)
 	e.checkInvariants(false)
 	// Leases the downed database could not release run out (SYNC_LEASE_TTL); then all is synced.
-	if _, err := e.st.Pool().Exec(context.Background(), `update sync_state set lease_expires_at = now() - interval '1 second' where lease_owner is not null`); err != nil {
+	if _, err := e.st.Pool().Exec(context.Background(), `update sync_state set lease_expires_at = $1::timestamptz - interval '1 second' where lease_owner is not null`, e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	s.SetHooks(nil)

@@ -22,6 +22,11 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
+// cycleJoinWindow is how long after a cycle starts a worker still joins it when every due user is
+// already claimed but some are still in flight: replicas on one schedule start within seconds of
+// each other, and a run starting later than this is a new pass, not a late replica.
+const cycleJoinWindow = time.Minute
+
 // ErrUnknownUser means CycleOptions.UserID names no row of profiles.
 var ErrUnknownUser = errors.New("no such user in profiles")
 
@@ -49,7 +54,11 @@ type Options struct {
 	ChargeEnabled      bool
 	ChargeFrom         *time.Time // nil → each user's enrolment
 	WorkerID           string
-	Now                func() time.Time
+	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
+	// backoff and cycles use the database's now(), the one clock every replica shares. Tests set
+	// it, and then everything that decides time runs on it, in Go and in SQL.
+	Now      func() time.Time
+	Observer Observer // nil: nothing observes (see observe.go)
 
 	// RevisionInterval is how often finished tasks are re-read for revisions: zero takes
 	// RevisionIntervalDefault, RevisionEveryCycle (REVISION_INTERVAL=0) sweeps every cycle.
@@ -105,6 +114,8 @@ type Syncer struct {
 	up   Upstream
 	log  *zap.Logger
 	opts Options
+	// clock is Options.Now as given: nil lets the SQL use the database's now().
+	clock func() time.Time
 	// hooks lets tests stop a sync at a chosen point (see hooks.go); nil in production.
 	hooks *Hooks
 	// chunkPages is how many task pages a chunk transaction applies; tests lower it.
@@ -116,7 +127,16 @@ func New(st *store.Store, up Upstream, log *zap.Logger, opts Options) *Syncer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults(), chunkPages: TaskChunkPagesDefault}
+	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults(), clock: opts.Now, chunkPages: TaskChunkPagesDefault}
+}
+
+// at is the clock reading passed into SQL as @now: nil unless a test set Options.Now.
+func (s *Syncer) at() *time.Time {
+	if s.clock == nil {
+		return nil
+	}
+	t := s.clock()
+	return &t
 }
 
 // CycleOptions select the users of one cycle.
@@ -134,6 +154,7 @@ type UserFailure struct {
 // Summary is what a cycle did.
 type Summary struct {
 	RunID                                             string
+	Cycle                                             int64 // the shared cycle it took users for; 0 for --user
 	Due, Synced, Degraded, Failed, Skipped, Abandoned int
 	Duration                                          time.Duration
 	Failures                                          []UserFailure
@@ -166,10 +187,8 @@ const (
 	outcomeAbandoned
 )
 
-// RunCycle enrols new users, then syncs every due user with a bounded pool of workers. It returns
-// an error only when the cycle cannot run at all (the database is unreachable); one user's
-// failure is recorded in its sync_state and counted in the Summary, never returned.
-func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) {
+// runCycle is RunCycle without its observer (observe.go).
+func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) {
 	start := time.Now()
 	sum := Summary{RunID: newID()}
 	log := s.log.With(zap.String("run_id", sum.RunID))
@@ -182,19 +201,27 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 			return sum, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 		}
 	}
-	enrolled, err := s.st.Enrol(ctx)
+	enrolled, err := s.st.Enrol(ctx, s.at())
 	if err != nil {
 		return sum, fmt.Errorf("start cycle: %w", err)
 	}
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
+	// A run for one user (--user, a webhook) takes that user once, whichever cycle took it; every
+	// other run joins the cycle the other workers are in, so replicas split it (docs/cycles.md).
+	workers, cycle := s.opts.Concurrency, store.Cycle{}
+	if o.UserID != "" {
+		workers = 1
+	} else {
+		if cycle, err = s.st.JoinCycle(ctx, sum.RunID, s.at(), cycleJoinWindow); err != nil {
+			return sum, fmt.Errorf("start cycle: %w", err)
+		}
+		req.Cycle, sum.Cycle = cycle.ID, cycle.ID
+	}
 	log.Info("sync.cycle.start", zap.String("trigger", o.Trigger), zap.Int64("enrolled", enrolled),
+		zap.Int64("cycle", cycle.ID), zap.Bool("joined", cycle.Joined), zap.Time("cycle_started_at", cycle.StartedAt),
 		zap.Bool("all", o.All), zap.String("only_user", o.UserID), zap.Bool("charge_enabled", s.opts.ChargeEnabled),
 		zap.Int("concurrency", s.opts.Concurrency))
 
-	since, err := s.st.Now(ctx)
-	if err != nil {
-		return sum, fmt.Errorf("start cycle: %w", err)
-	}
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, Since: since, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID}
 	var (
 		mu       sync.Mutex
 		claimErr error
@@ -234,7 +261,7 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	// 1.21 with as many).
 	jobs := make(chan *finishJob, s.opts.Concurrency)
 	var writers sync.WaitGroup
-	for range s.opts.Concurrency {
+	for range workers {
 		writers.Add(1)
 		go func() {
 			defer writers.Done()
@@ -244,7 +271,7 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 			}
 		}()
 	}
-	for range s.opts.Concurrency {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -266,12 +293,14 @@ func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 				if lease == nil {
 					return
 				}
-				job, oc, err := s.readLeased(ctx, log, sum.RunID, lease)
-				if job != nil {
+				if job, oc, err := s.readLeased(ctx, log, sum.RunID, lease); job != nil {
 					jobs <- job
-					continue
+				} else {
+					record(lease.UserID, oc, err)
 				}
-				record(lease.UserID, oc, err)
+				if o.UserID != "" {
+					return
+				}
 			}
 		}()
 	}

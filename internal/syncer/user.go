@@ -144,6 +144,7 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 		res.chunkAmount += c.Charge.Amount
 		res.chunkDebited += c.Charge.Debited
 		logCharges(log, c.Charge, shadow)
+		s.observeCharge(c.Charge)
 		if s.hooks != nil && s.hooks.AfterChunk != nil {
 			return s.hooks.AfterChunk(ctx, lease.UserID, res.chunks)
 		}
@@ -195,6 +196,7 @@ func (s *Syncer) applyUser(ctx context.Context, log *zap.Logger, lease *store.Le
 		return err
 	}
 	logCharges(log, res.applied.Charge, plan.Shadow)
+	s.observeCharge(res.applied.Charge)
 	return nil
 }
 

@@ -33,6 +33,7 @@ type Config struct {
 	MaxBackoff     time.Duration // default 20s
 	HTTPClient     *http.Client  // default: a client of its own with dial and TLS timeouts
 	UserAgent      string        // default "usage-sync"
+	Observer       Observer      // nil: nothing observes requests (see observer.go)
 }
 
 const (
@@ -314,6 +315,7 @@ func (c *Client) get(ctx context.Context, cl call) (response, error) {
 		attempts++
 		bo.retryAfter = 0
 		res, e := c.attempt(ctx, cl, target, token)
+		c.observeAttempt(cl, res, e)
 		if e == nil {
 			res.attempts = attempts
 			return res, nil
@@ -328,6 +330,7 @@ func (c *Client) get(ctx context.Context, cl call) (response, error) {
 		return response{}, e
 	}
 	notify := func(_ error, wait time.Duration) {
+		c.observeRetry(cl)
 		logging.FromContext(ctx).Warn("upstream.retry",
 			zap.String("op", cl.op),
 			zap.String("path", last.Path),

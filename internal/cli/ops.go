@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/usage-sync/usage-sync/internal/config"
+	"github.com/usage-sync/usage-sync/internal/health"
+	"github.com/usage-sync/usage-sync/internal/metrics"
+	"github.com/usage-sync/usage-sync/internal/store"
+)
+
+// ops is the probe and metrics side of a run: nil metrics and no server when METRICS_ADDR is off
+// (or, for --once, not set in the environment at all).
+type ops struct {
+	metrics *metrics.Metrics
+	srv     *health.Server
+	// stopped is set when the daemon's scheduler has returned: /livez fails from then on.
+	stopped atomic.Bool
+}
+
+// wantOps says whether this run serves probes and metrics: the daemon unless METRICS_ADDR is
+// off; --once only when METRICS_ADDR is set in its environment (a one-shot run is usually not
+// scraped, and the default port may be taken by a daemon on the same host).
+func wantOps(cfg config.Config, once bool, getenv func(string) string) bool {
+	if cfg.MetricsAddr == config.MetricsOff {
+		return false
+	}
+	return !once || getenv("METRICS_ADDR") != ""
+}
+
+// serveOps builds the metrics and starts the listener on METRICS_ADDR.
+func (a *app) serveOps() (*ops, error) {
+	o := &ops{metrics: metrics.New(a.st, a.log)}
+	checks := health.Checks{
+		Live: func() error {
+			if o.stopped.Load() {
+				return errors.New("the scheduler has stopped")
+			}
+			return nil
+		},
+		Ready: func(ctx context.Context) error { return readiness(ctx, a.st) },
+	}
+	srv, err := health.Listen(a.cfg.MetricsAddr, health.Handler(checks, o.metrics.Registry(), a.log), a.log)
+	if err != nil {
+		return nil, err
+	}
+	o.srv = srv
+	a.log.Info("metrics.listening", zap.String("addr", srv.Addr()),
+		zap.Strings("paths", []string{health.LivePath, health.ReadyPath, health.MetricsPath}))
+	return o, nil
+}
+
+// readiness is /readyz's check: the database answers and its schema is the binary's.
+func readiness(ctx context.Context, st *store.Store) error {
+	err := st.Ready(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrSchemaOutdated):
+		return fmt.Errorf("schema behind: %w", err)
+	default:
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+}
+
+func (o *ops) close(ctx context.Context) {
+	if o != nil && o.srv != nil {
+		o.srv.Close(ctx)
+	}
+}

@@ -1,0 +1,65 @@
+package syncer
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// RequestPollDefault is how often the daemon looks for users whose sync the dashboard asked for
+// through public.request_sync() (SYNC_REQUEST_POLL).
+const RequestPollDefault = 5 * time.Second
+
+// ServeRequests syncs the users asked for through public.request_sync() until ctx ends: every
+// poll it lists the requested users not attempted since their request and syncs each through
+// RunCycle with CycleOptions.UserID, the single-user path --once --user and webhooks take, so a
+// requested user goes ahead of the schedule and of its backoff and nobody else is synced. It
+// polls rather than LISTENs so that it works behind Supabase's transaction pooler. Up to
+// Options.Concurrency requested users sync at once.
+func (s *Syncer) ServeRequests(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = RequestPollDefault
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		users, err := s.st.Requested(ctx, s.opts.Concurrency*4)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("sync.requests.poll_failed", zap.Error(err))
+			}
+			continue
+		}
+		s.syncRequested(ctx, users)
+	}
+}
+
+// syncRequested runs one single-user cycle per requested user, Concurrency at a time, and
+// returns when all are done.
+func (s *Syncer) syncRequested(ctx context.Context, users []string) {
+	sem := make(chan struct{}, s.opts.Concurrency)
+	var wg sync.WaitGroup
+	for _, u := range users {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := s.RunCycle(ctx, CycleOptions{UserID: u, Trigger: "request"}); err != nil && ctx.Err() == nil {
+				s.log.Error("sync.cycle.failed", zap.String("user_id", u), zap.String("trigger", "request"), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+}
