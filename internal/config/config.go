@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -363,17 +362,6 @@ func (c Config) Redacted() map[string]string {
 		}
 		out[f.name] = s
 	}
-	return out
-}
-
-// Names lists every variable Config reads, sorted.
-func Names() []string {
-	var c Config
-	var out []string
-	for _, f := range fieldsOf(&c) {
-		out = append(out, f.name)
-	}
-	sort.Strings(out)
 	return out
 }
 

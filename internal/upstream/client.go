@@ -198,22 +198,6 @@ func (c *Client) ListTasks(ctx context.Context, userID string, tq TaskQuery) (Ta
 	return page, err
 }
 
-// GetTask reads one task. The response carries every email's job; only the task and its
-// metrics are kept.
-func (c *Client) GetTask(ctx context.Context, userID, taskID string) (Task, error) {
-	cl := call{op: "get task", userID: userID, path: "/tasks/" + url.PathEscape(taskID)}
-	if strings.TrimSpace(taskID) == "" {
-		return Task{}, c.newError(cl, KindPermanent, "no task id")
-	}
-	return fetch(ctx, c, cl, func(b []byte) (Task, error) {
-		t, err := decodeTaskDetail(b)
-		if err != nil {
-			return t, err
-		}
-		return ownTask(t, userID)
-	})
-}
-
 // logDrops warns, once per reply, about the entries the worker could not use.
 func logDrops(ctx context.Context, cl call, d Drops) {
 	if d.Total() == 0 {
