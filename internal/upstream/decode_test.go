@@ -178,8 +178,8 @@ func TestDecodeTaskDetailIgnoresJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != "t1" || got.StartedAt == nil || got.FinishedAt == nil || got.Billable() != 1 {
-		t.Errorf("task = %+v, billable %d", got, got.Billable())
+	if got.ID != "t1" || got.StartedAt == nil || got.FinishedAt == nil || got.Metrics.ResultTotal() != 1 {
+		t.Errorf("task = %+v, results %d", got, got.Metrics.ResultTotal())
 	}
 	if _, err := decodeTaskDetail([]byte(`{"id": "t1", "created_at": "soon"}`)); err == nil ||
 		!strings.Contains(err.Error(), "created_at") {

@@ -96,12 +96,3 @@ func NormalizePurpose(p string) string {
 	}
 	return s
 }
-
-// Integration maps a purpose to the dashboard's name for the integration.
-func Integration(purpose string) string {
-	p := NormalizePurpose(purpose)
-	if p == PurposeGoogleSheets {
-		return "google-sheets"
-	}
-	return p
-}
