@@ -538,7 +538,7 @@ func TestNewValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.basePath != tt.path || c.cfg.MaxElapsed != defaultMaxElapsed || c.cfg.UserAgent != defaultUserAgent {
+			if c.basePath != tt.path || c.cfg.MaxElapsed != MaxElapsedDefault || c.cfg.UserAgent != UserAgentDefault {
 				t.Errorf("basePath %q, MaxElapsed %s, UserAgent %q", c.basePath, c.cfg.MaxElapsed, c.cfg.UserAgent)
 			}
 		})
