@@ -24,6 +24,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/usage-sync/usage-sync/internal/health"
 	"github.com/usage-sync/usage-sync/internal/logging"
 	"github.com/usage-sync/usage-sync/internal/schedule"
 	"github.com/usage-sync/usage-sync/internal/store"
@@ -72,9 +73,6 @@ type Config struct {
 	WorkerID string `envconfig:"WORKER_ID" desc:"names this worker in leases and logs; empty: hostname-pid"`
 }
 
-// MetricsAddrDefault is METRICS_ADDR's default: where the probes and /metrics listen.
-const MetricsAddrDefault = ":9464"
-
 // defaults is the configuration when no variable is set: each default is read, here and only
 // here, from the …Default constant of the package that owns the setting.
 func defaults() Config {
@@ -94,7 +92,7 @@ func defaults() Config {
 		MaxBackfillDays:    syncer.MaxBackfillDaysDefault,
 		TaskOverlap:        syncer.TaskOverlapDefault,
 		RevisionWindow:     syncer.RevisionWindowDefault,
-		MetricsAddr:        MetricsAddrDefault,
+		MetricsAddr:        health.AddrDefault,
 		SyncRequestPoll:    syncer.RequestPollDefault,
 		LogLevel:           logging.LevelDefault,
 	}
