@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/url"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -290,7 +289,7 @@ func (c Config) validateDatabase(p *problems) {
 		if err != nil {
 			p.addf("DATABASE_URL is not a valid URL: check its escaping (a password with @, : or / must be percent-encoded)")
 		} else if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-			p.addf("DATABASE_URL %s has scheme %q: use postgres:// (or a key=value DSN)", RedactDSN(dsn), u.Scheme)
+			p.addf("DATABASE_URL %s has scheme %q: use postgres:// (or a key=value DSN)", store.RedactDSN(dsn), u.Scheme)
 		}
 	case !strings.Contains(dsn, "="):
 		p.addf("DATABASE_URL is neither a postgres:// URL nor a key=value DSN: use e.g. postgres://user:password@host:5432/postgres")
@@ -370,7 +369,7 @@ func (c Config) Redacted() map[string]string {
 		}
 		switch {
 		case f.name == "DATABASE_URL":
-			s = RedactDSN(s)
+			s = store.RedactDSN(s)
 		case f.name == "DB_MAX_CONNS":
 			s = strconv.Itoa(c.PoolSize()) // the effective size, also when derived
 		case f.secret && s != "":
@@ -435,37 +434,4 @@ func text(v reflect.Value) string {
 	default:
 		return fmt.Sprint(v.Interface())
 	}
-}
-
-// RedactDSN masks the password of a postgres:// URL (postgres://user:xxxxx@host/db) or of a
-// key=value DSN. An unparsable URL is not shown at all: it may hold the password anywhere.
-func RedactDSN(dsn string) string {
-	if dsn == "" {
-		return ""
-	}
-	if !strings.Contains(dsn, "://") {
-		kvPassword := regexp.MustCompile(`(?i)(\b[a-z]*password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
-		return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-	}
-	q := u.Query()
-	masked := false
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "password") {
-			q.Set(k, "xxxxx")
-			masked = true
-		}
-	}
-	if masked {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }
