@@ -431,18 +431,6 @@ func TestTasks(t *testing.T) {
 	if run.CreatedAt == nil || run.CreatedAt.Nanosecond() != 500 {
 		t.Errorf("t-run created_at %v lost its nanoseconds", run.CreatedAt)
 	}
-
-	got, err := c.GetTask(context.Background(), f.user, "t-done")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ID != "t-done" || got.FinishedAt == nil || !got.FinishedAt.Equal(fin) {
-		t.Errorf("GetTask = %+v", got)
-	}
-	_, err = c.GetTask(context.Background(), f.user, "no-such-task")
-	if e := asError(t, err); e.Kind != KindPermanent || e.Status != http.StatusNotFound {
-		t.Errorf("missing task: kind %v status %d, want permanent 404", e.Kind, e.Status)
-	}
 }
 
 func keys(m map[string]Task) []string {

@@ -325,23 +325,6 @@ func decodeTaskPage(body []byte) (TaskPage, error) {
 	return page, nil
 }
 
-// decodeTaskDetail decodes GET /tasks/{id}. Unlike a listing there is no page to keep, so a
-// task the worker cannot place in time is an error.
-func decodeTaskDetail(body []byte) (Task, error) {
-	obj, err := decodeObject(body)
-	if err != nil {
-		return Task{}, err
-	}
-	t, why := decodeTask(obj)
-	if why != "" {
-		return Task{}, &decodeError{msg: "task unusable: " + why}
-	}
-	if err := t.checkBounds(); err != nil {
-		return Task{}, err
-	}
-	return t, nil
-}
-
 // decodeTask names why it cannot use an entry the worker cannot key or window: no usable id,
 // or a created_at that is missing or unparsable.
 func decodeTask(o object) (Task, string) {

@@ -169,24 +169,6 @@ func TestDecodeTaskPage(t *testing.T) {
 	}
 }
 
-func TestDecodeTaskDetailIgnoresJobs(t *testing.T) {
-	t.Parallel()
-	body := []byte(`{"id": "t1", "created_at": "2026-01-01T00:00:00Z", "started_at": "2026-01-01T00:00:01Z",
-		"finished_at": "2026-01-01T00:10:00Z", "jobs": [{"id": "j", "email": {"domain": {"host": {}}}}],
-		"metrics": {"total_email_addresses": 1, "verification_status": {"valid": 1, "role_based": 1}}}`)
-	got, err := decodeTaskDetail(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ID != "t1" || got.StartedAt == nil || got.FinishedAt == nil || got.Metrics.ResultTotal() != 1 {
-		t.Errorf("task = %+v, results %d", got, got.Metrics.ResultTotal())
-	}
-	if _, err := decodeTaskDetail([]byte(`{"id": "t1", "created_at": "soon"}`)); err == nil ||
-		!strings.Contains(err.Error(), "created_at") {
-		t.Errorf("bad created_at: err = %v, want one naming created_at", err)
-	}
-}
-
 func TestDecodeErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

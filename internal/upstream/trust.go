@@ -205,14 +205,6 @@ func ownTasks(page TaskPage, user string) (TaskPage, error) {
 	return page, nil
 }
 
-// ownTask rejects a task detail of another user.
-func ownTask(t Task, user string) (Task, error) {
-	if t.UserID != "" && !sameUser(t.UserID, user) {
-		return Task{}, &decodeError{msg: fmt.Sprintf("the reply is a task of user %s, not of the user asked for", safetext.Clean(t.UserID, maxName))}
-	}
-	return t, nil
-}
-
 // ownUsage rejects per-purpose totals of another user.
 func ownUsage(m UsageMetrics, user string) (UsageMetrics, error) {
 	if m.UserID != "" && !sameUser(m.UserID, user) {
