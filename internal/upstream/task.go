@@ -7,7 +7,7 @@ import (
 
 // isAggregate reports whether a verification_status name is one of the overlapping
 // aggregates: they count emails already counted under a result, so adding them would
-// count those emails twice.
+// count those emails twice (docs/design.md, "The upstream API", point 3).
 func isAggregate(name string) bool {
 	switch name {
 	case "role_based", "disposable_domain_emails":
