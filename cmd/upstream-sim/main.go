@@ -53,7 +53,7 @@ func run() error {
 		return nil
 	}
 
-	log, err := logging.New(os.Stderr, "info")
+	log, err := logging.New(os.Stderr, logging.LevelDefault)
 	if err != nil {
 		return err
 	}

@@ -143,7 +143,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return usageError(stderr, "--all and --user select the users of a --once run: add --once")
 	}
 	userID := strings.ToLower(strings.TrimSpace(*user))
-	if userSet && !isUUID(userID) {
+	if userSet && !safetext.IsUUID(userID) {
 		return usageError(stderr, "--user %q is not a UUID: give the user's id from profiles, such as 3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d", *user)
 	}
 
@@ -384,26 +384,6 @@ func defaultWorkerID() string {
 		host = "usage-sync"
 	}
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
-}
-
-// isUUID accepts the canonical 8-4-4-4-12 hex form, as Postgres prints uuid values.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, r := range s {
-		switch i {
-		case 8, 13, 18, 23:
-			if r != '-' {
-				return false
-			}
-		default:
-			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // revisionInterval maps REVISION_INTERVAL to the syncer's option, where zero means "the default"

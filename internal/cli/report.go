@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usage-sync/usage-sync/internal/config"
+	"github.com/usage-sync/usage-sync/internal/safetext"
 	"github.com/usage-sync/usage-sync/internal/store"
 )
 
@@ -23,7 +24,7 @@ func runReport(ctx context.Context, args []string, getenv func(string) string, s
 	if *help {
 		return writeHelp(stdout)
 	}
-	if !isUUID(*user) {
+	if !safetext.IsUUID(*user) {
 		return usageError(stderr, "report needs --user UUID, got %q", *user)
 	}
 	if *days < 1 || *days > 366 {

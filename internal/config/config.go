@@ -1,12 +1,14 @@
 // Package config reads the worker's settings from the environment and checks them before anything starts.
 //
-// The struct tags follow kelseyhightower/envconfig, whose table renders --help, but Load reads
-// through a getenv function so that tests (and cli.Run) carry their own environment. Load differs
-// from envconfig.Process in one deliberate way: a getenv function cannot tell an empty variable
-// from an absent one, so an empty value always means "use the default" (envconfig would decode
-// the empty string, or fail for numbers and times). For DATABASE_URL, the one variable tagged
-// required, empty therefore means missing; Validate reports it, as it reports
-// UPSTREAM_BASE_URL and the pair UPSTREAM_ADMIN_TOKEN / SUPABASE_JWT_SECRET for syncing.
+// The struct tags follow kelseyhightower/envconfig (names, required, descriptions) and envconfig is
+// the reference its tests hold Load to, but Load is the project's own small decoder: envconfig reads
+// only the process environment, while Load reads a getenv function, so that cli.Run and the tests
+// (in parallel) carry their own environment, and it reports every bad variable at once. The
+// defaults are not tags: each is the …Default constant of the package that owns the setting, read
+// once in defaults. A getenv function cannot tell an empty variable from an absent one, so an
+// empty value always means "use the default". For DATABASE_URL, the one variable tagged
+// required, empty therefore means missing; Validate reports it, as it reports UPSTREAM_BASE_URL
+// and the pair UPSTREAM_ADMIN_TOKEN / SUPABASE_JWT_SECRET for syncing.
 package config
 
 import (
@@ -16,16 +18,17 @@ import (
 	"net"
 	"net/url"
 	"reflect"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
+	"github.com/usage-sync/usage-sync/internal/health"
+	"github.com/usage-sync/usage-sync/internal/logging"
 	"github.com/usage-sync/usage-sync/internal/schedule"
+	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/internal/syncer"
+	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
 // Config is every setting of the worker. Fields tagged secret:"true" never appear in logs or
@@ -33,42 +36,68 @@ import (
 type Config struct {
 	DatabaseURL string `envconfig:"DATABASE_URL" required:"true" secret:"true" desc:"PostgreSQL to write to: a postgres:// URL or a key=value DSN"`
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" desc:"connection pool size; empty: 2 x SYNC_CONCURRENCY + 2, enough for SYNC_CONCURRENCY; when set, at least SYNC_CONCURRENCY + 1"`
-	DBPoolMode  string `envconfig:"DB_POOL_MODE" default:"auto" desc:"auto, session or transaction; auto picks transaction on port 6543 (Supabase's transaction pooler)"`
+	DBPoolMode  string `envconfig:"DB_POOL_MODE" desc:"auto, session or transaction; auto picks transaction on port 6543 (Supabase's transaction pooler)"`
 
 	UpstreamBaseURL    string        `envconfig:"UPSTREAM_BASE_URL" desc:"Email Verification API base URL, usually ending in /api/v1 (required to sync)"`
 	UpstreamAdminToken string        `envconfig:"UPSTREAM_ADMIN_TOKEN" secret:"true" desc:"admin token: call the API for every user with user_id= (this or SUPABASE_JWT_SECRET is required to sync)"`
 	SupabaseJWTSecret  string        `envconfig:"SUPABASE_JWT_SECRET" secret:"true" desc:"used when UPSTREAM_ADMIN_TOKEN is empty: mint a short-lived user JWT per user"`
-	UpstreamJWTTTL     time.Duration `envconfig:"UPSTREAM_JWT_TTL" default:"5m" desc:"lifetime of a minted user JWT"`
-	UpstreamTimeout    time.Duration `envconfig:"UPSTREAM_TIMEOUT" default:"30s" desc:"timeout of one upstream request"`
-	UpstreamRetryMax   time.Duration `envconfig:"UPSTREAM_RETRY_MAX_ELAPSED" default:"2m" desc:"retry budget of one upstream call, waits included"`
-	UpstreamRetryAfter time.Duration `envconfig:"UPSTREAM_RETRY_AFTER_MAX" default:"60s" desc:"longest Retry-After the worker honours"`
+	UpstreamJWTTTL     time.Duration `envconfig:"UPSTREAM_JWT_TTL" desc:"lifetime of a minted user JWT"`
+	UpstreamTimeout    time.Duration `envconfig:"UPSTREAM_TIMEOUT" desc:"timeout of one upstream request"`
+	UpstreamRetryMax   time.Duration `envconfig:"UPSTREAM_RETRY_MAX_ELAPSED" desc:"retry budget of one upstream call, waits included"`
+	UpstreamRetryAfter time.Duration `envconfig:"UPSTREAM_RETRY_AFTER_MAX" desc:"longest Retry-After the worker honours"`
 
-	SyncEnabled        bool          `envconfig:"SYNC_ENABLED" default:"false" desc:"the daemon schedules cycles only when true; --once runs regardless"`
-	SyncSchedule       string        `envconfig:"SYNC_SCHEDULE" default:"*/5 * * * *" desc:"5-field cron spec or descriptor such as @every 1m, in UTC"`
-	SyncConcurrency    int           `envconfig:"SYNC_CONCURRENCY" default:"4" desc:"users synced at once (1..64)"`
-	SyncLeaseTTL       time.Duration `envconfig:"SYNC_LEASE_TTL" default:"2m" desc:"lease on a user being synced, renewed while it runs (at least 10s)"`
-	SyncUserTimeout    time.Duration `envconfig:"SYNC_USER_TIMEOUT" default:"10m" desc:"longest sync of one user"`
-	FailureBackoffBase time.Duration `envconfig:"FAILURE_BACKOFF_BASE" default:"1m" desc:"first wait before retrying a user whose sync failed; doubles per failure"`
-	FailureBackoffMax  time.Duration `envconfig:"FAILURE_BACKOFF_MAX" default:"1h" desc:"longest wait before retrying a failed user"`
+	SyncEnabled        bool          `envconfig:"SYNC_ENABLED" desc:"the daemon schedules cycles only when true; --once runs regardless"`
+	SyncSchedule       string        `envconfig:"SYNC_SCHEDULE" desc:"5-field cron spec or descriptor such as @every 1m, in UTC"`
+	SyncConcurrency    int           `envconfig:"SYNC_CONCURRENCY" desc:"users synced at once (1..64)"`
+	SyncLeaseTTL       time.Duration `envconfig:"SYNC_LEASE_TTL" desc:"lease on a user being synced, renewed while it runs (at least 10s)"`
+	SyncUserTimeout    time.Duration `envconfig:"SYNC_USER_TIMEOUT" desc:"longest sync of one user"`
+	FailureBackoffBase time.Duration `envconfig:"FAILURE_BACKOFF_BASE" desc:"first wait before retrying a user whose sync failed; doubles per failure"`
+	FailureBackoffMax  time.Duration `envconfig:"FAILURE_BACKOFF_MAX" desc:"longest wait before retrying a failed user"`
 
-	SettleLag       time.Duration `envconfig:"SETTLE_LAG" default:"2h" desc:"a UTC day is final once read this long after its end"`
-	MaxBackfillDays int           `envconfig:"MAX_BACKFILL_DAYS" default:"7" desc:"unsettled days re-read per cycle, at most (1..90)"`
-	TaskOverlap     time.Duration `envconfig:"TASK_OVERLAP" default:"10m" desc:"overlap of consecutive task listings"`
-	RevisionWindow  time.Duration `envconfig:"REVISION_WINDOW" default:"24h" desc:"finished tasks are re-read this long for revised counts"`
+	SettleLag       time.Duration `envconfig:"SETTLE_LAG" desc:"a UTC day is final once read this long after its end"`
+	MaxBackfillDays int           `envconfig:"MAX_BACKFILL_DAYS" desc:"unsettled days re-read per cycle, at most (1..90)"`
+	TaskOverlap     time.Duration `envconfig:"TASK_OVERLAP" desc:"overlap of consecutive task listings"`
+	RevisionWindow  time.Duration `envconfig:"REVISION_WINDOW" desc:"finished tasks are re-read this long for revised counts"`
 
-	RevisionInterval time.Duration `envconfig:"REVISION_INTERVAL" default:"1h" desc:"finished tasks are re-read for revisions at most this often per user; 0: every cycle"`
+	RevisionInterval time.Duration `envconfig:"REVISION_INTERVAL" desc:"finished tasks are re-read for revisions at most this often per user; 0: every cycle"`
 
-	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" default:"false" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`
+	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`
 	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's enrolment"`
 
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" desc:"host:port the daemon accepts task-completion webhooks on (POST /webhooks/tasks); empty: no webhook listener"`
 	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); empty: unsigned deliveries accepted"`
 
-	MetricsAddr     string        `envconfig:"METRICS_ADDR" default:":9464" desc:"host:port serving GET /livez, /readyz and /metrics; off: none; --once serves them only when this is set in its environment"`
-	SyncRequestPoll time.Duration `envconfig:"SYNC_REQUEST_POLL" default:"5s" desc:"how often the daemon looks for users whose sync the dashboard requested (public.request_sync())"`
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" desc:"host:port serving GET /livez, /readyz and /metrics; off: none; --once serves them only when this is set in its environment"`
+	SyncRequestPoll time.Duration `envconfig:"SYNC_REQUEST_POLL" desc:"how often the daemon looks for users whose sync the dashboard requested (public.request_sync())"`
 
-	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogLevel string `envconfig:"LOG_LEVEL" desc:"debug, info, warn or error"`
 	WorkerID string `envconfig:"WORKER_ID" desc:"names this worker in leases and logs; empty: hostname-pid"`
+}
+
+// defaults is the configuration when no variable is set: each default is read, here and only
+// here, from the …Default constant of the package that owns the setting.
+func defaults() Config {
+	return Config{
+		DBPoolMode:         store.PoolModeDefault,
+		UpstreamJWTTTL:     upstream.JWTTTLDefault,
+		UpstreamTimeout:    upstream.TimeoutDefault,
+		UpstreamRetryMax:   upstream.MaxElapsedDefault,
+		UpstreamRetryAfter: upstream.MaxRetryAfterDefault,
+		SyncSchedule:       schedule.SpecDefault,
+		SyncConcurrency:    syncer.ConcurrencyDefault,
+		SyncLeaseTTL:       syncer.LeaseTTLDefault,
+		SyncUserTimeout:    syncer.UserTimeoutDefault,
+		FailureBackoffBase: syncer.FailureBackoffBaseDefault,
+		FailureBackoffMax:  syncer.FailureBackoffMaxDefault,
+		SettleLag:          syncer.SettleLagDefault,
+		MaxBackfillDays:    syncer.MaxBackfillDaysDefault,
+		TaskOverlap:        syncer.TaskOverlapDefault,
+		RevisionWindow:     syncer.RevisionWindowDefault,
+		RevisionInterval:   syncer.RevisionIntervalDefault,
+		MetricsAddr:        health.AddrDefault,
+		SyncRequestPoll:    syncer.RequestPollDefault,
+		LogLevel:           logging.LevelDefault,
+	}
 }
 
 // DBMaxConnsDefault is the pool size when DB_MAX_CONNS is empty: for each user in flight one
@@ -98,11 +127,10 @@ const (
 
 // field is one tagged field of Config.
 type field struct {
-	name   string
-	def    string
-	secret bool
-	value  reflect.Value
-	typ    reflect.Type
+	name, desc       string
+	required, secret bool
+	value            reflect.Value
+	typ              reflect.Type
 }
 
 func fieldsOf(c *Config) []field {
@@ -116,11 +144,12 @@ func fieldsOf(c *Config) []field {
 			continue
 		}
 		out = append(out, field{
-			name:   name,
-			def:    sf.Tag.Get("default"),
-			secret: sf.Tag.Get("secret") == "true",
-			value:  v.Field(i),
-			typ:    sf.Type,
+			name:     name,
+			desc:     sf.Tag.Get("desc"),
+			required: sf.Tag.Get("required") == "true",
+			secret:   sf.Tag.Get("secret") == "true",
+			value:    v.Field(i),
+			typ:      sf.Type,
 		})
 	}
 	return out
@@ -131,15 +160,9 @@ func fieldsOf(c *Config) []field {
 // variable takes its default. A value that does not decode keeps the default, and its problem is
 // returned together with the others, one per line, so Validate can still be run on the result.
 func Load(getenv func(string) string) (Config, error) {
-	var c Config
+	c := defaults()
 	var problems []error
 	for _, f := range fieldsOf(&c) {
-		if f.def != "" {
-			if err := decode(f.def, f.value); err != nil {
-				// A broken default tag is a programming error; the defaults test catches it.
-				problems = append(problems, fmt.Errorf("%s: default %q does not decode: %v", f.name, f.def, err))
-			}
-		}
 		raw := getenv(f.name)
 		if raw == "" {
 			continue
@@ -150,7 +173,7 @@ func Load(getenv func(string) string) (Config, error) {
 			if f.secret {
 				shown = "(value hidden)"
 			}
-			problems = append(problems, fmt.Errorf("%s %s: %s", f.name, shown, decodeHint(f)))
+			problems = append(problems, fmt.Errorf("%s %s: %s", f.name, shown, decodeHint(f.typ, text(f.value))))
 			continue
 		}
 		f.value.Set(parsed)
@@ -196,16 +219,17 @@ func decode(raw string, v reflect.Value) error {
 	return nil
 }
 
-func decodeHint(f field) string {
+// decodeHint says how to write a value of typ; def is the variable's default, as text.
+func decodeHint(typ reflect.Type, def string) string {
 	switch {
-	case isDuration(f.typ):
-		return fmt.Sprintf("is not a duration: use a number with a unit (ns, us, ms, s, m, h), such as %q", f.def)
-	case isTimePtr(f.typ):
+	case isDuration(typ):
+		return fmt.Sprintf("is not a duration: use a number with a unit (ns, us, ms, s, m, h), such as %q", def)
+	case isTimePtr(typ):
 		return `is not an RFC 3339 timestamp: use a UTC instant such as "2026-01-01T00:00:00Z" (fractional seconds are kept), or leave it empty`
-	case f.typ.Kind() == reflect.Bool:
+	case typ.Kind() == reflect.Bool:
 		return "is not a boolean: set it to true or false"
-	case f.typ.Kind() >= reflect.Int && f.typ.Kind() <= reflect.Int64:
-		return fmt.Sprintf("is not a whole number: set a number such as %s", f.def)
+	case typ.Kind() >= reflect.Int && typ.Kind() <= reflect.Int64:
+		return fmt.Sprintf("is not a whole number: set a number such as %s", def)
 	default:
 		return "cannot be read"
 	}
@@ -249,7 +273,7 @@ func (c Config) validateOps(p *problems) {
 		}
 	}
 	if c.SyncRequestPoll < 100*time.Millisecond {
-		p.addf("SYNC_REQUEST_POLL %s is too short: set at least 100ms (default 5s)", c.SyncRequestPoll)
+		p.addf("SYNC_REQUEST_POLL %s is too short: set at least 100ms (default %s)", c.SyncRequestPoll, syncer.RequestPollDefault)
 	}
 }
 
@@ -268,7 +292,7 @@ func (c Config) validateDatabase(p *problems) {
 		if err != nil {
 			p.addf("DATABASE_URL is not a valid URL: check its escaping (a password with @, : or / must be percent-encoded)")
 		} else if u.Scheme != "postgres" && u.Scheme != "postgresql" {
-			p.addf("DATABASE_URL %s has scheme %q: use postgres:// (or a key=value DSN)", RedactDSN(dsn), u.Scheme)
+			p.addf("DATABASE_URL %s has scheme %q: use postgres:// (or a key=value DSN)", store.RedactDSN(dsn), u.Scheme)
 		}
 	case !strings.Contains(dsn, "="):
 		p.addf("DATABASE_URL is neither a postgres:// URL nor a key=value DSN: use e.g. postgres://user:password@host:5432/postgres")
@@ -284,17 +308,8 @@ func (c Config) validateDatabase(p *problems) {
 }
 
 func (c Config) validateUpstream(p *problems) {
-	if raw := strings.TrimSpace(c.UpstreamBaseURL); raw == "" {
-		p.addf("UPSTREAM_BASE_URL is empty: set it to the Email Verification API, e.g. https://api.example.com/api/v1")
-	} else if u, err := url.Parse(raw); err != nil {
-		p.addf("UPSTREAM_BASE_URL is not a valid URL: set it to e.g. https://api.example.com/api/v1")
-	} else if u.User != nil {
-		p.addf("UPSTREAM_BASE_URL carries credentials before its host: remove them and put the token in UPSTREAM_ADMIN_TOKEN")
-	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.addf("UPSTREAM_BASE_URL %q is not an absolute http(s) URL: use e.g. https://api.example.com/api/v1", raw)
-	} else if u.RawQuery != "" || u.Fragment != "" {
-		// The query is not shown: it is where a misplaced token would sit.
-		p.addf("UPSTREAM_BASE_URL %s://%s%s has a query or fragment: give only scheme, host and path, e.g. https://api.example.com/api/v1", u.Scheme, u.Host, u.Path)
+	if _, err := upstream.ParseBaseURL(c.UpstreamBaseURL); err != nil {
+		*p = append(*p, err)
 	}
 	if c.UpstreamAdminToken == "" && c.SupabaseJWTSecret == "" {
 		p.addf("UPSTREAM_ADMIN_TOKEN and SUPABASE_JWT_SECRET are both empty: set UPSTREAM_ADMIN_TOKEN to call the API as admin, or SUPABASE_JWT_SECRET to mint per-user tokens")
@@ -310,7 +325,7 @@ func (c Config) validateSync(p *problems) {
 		p.addf(`SYNC_SCHEDULE %q: %v: use a 5-field cron spec such as "*/5 * * * *" (UTC)`, c.SyncSchedule, err)
 	}
 	if c.SyncConcurrency < 1 || c.SyncConcurrency > 64 {
-		p.addf("SYNC_CONCURRENCY %d is out of range: set 1 to 64 (default 4)", c.SyncConcurrency)
+		p.addf("SYNC_CONCURRENCY %d is out of range: set 1 to 64 (default %d)", c.SyncConcurrency, syncer.ConcurrencyDefault)
 	} else if c.DBMaxConns >= 1 && c.DBMaxConns < c.SyncConcurrency+1 {
 		p.addf("DB_MAX_CONNS %d is below SYNC_CONCURRENCY + 1 (%d): each user in flight holds a connection and claiming needs one more; raise DB_MAX_CONNS to at least %d, or leave it empty to size the pool from SYNC_CONCURRENCY (%d)",
 			c.DBMaxConns, c.SyncConcurrency+1, c.SyncConcurrency+1, DBMaxConnsDefault(c.SyncConcurrency))
@@ -327,10 +342,10 @@ func (c Config) validateSync(p *problems) {
 	c.positive(p, "TASK_OVERLAP", c.TaskOverlap, 0)
 	c.positive(p, "REVISION_WINDOW", c.RevisionWindow, 0)
 	if c.RevisionInterval < 0 {
-		p.addf("REVISION_INTERVAL %s is negative: set 0 (every cycle) or a positive duration (default 1h)", c.RevisionInterval)
+		p.addf("REVISION_INTERVAL %s is negative: set 0 (every cycle) or a positive duration (default %s)", c.RevisionInterval, syncer.RevisionIntervalDefault)
 	}
 	if c.MaxBackfillDays < 1 || c.MaxBackfillDays > 90 {
-		p.addf("MAX_BACKFILL_DAYS %d is out of range: set 1 to 90 (default 7)", c.MaxBackfillDays)
+		p.addf("MAX_BACKFILL_DAYS %d is out of range: set 1 to 90 (default %d)", c.MaxBackfillDays, syncer.MaxBackfillDaysDefault)
 	}
 }
 
@@ -360,7 +375,7 @@ func (c Config) Redacted() map[string]string {
 		}
 		switch {
 		case f.name == "DATABASE_URL":
-			s = RedactDSN(s)
+			s = store.RedactDSN(s)
 		case f.name == "DB_MAX_CONNS":
 			s = strconv.Itoa(c.PoolSize()) // the effective size, also when derived
 		case f.secret && s != "":
@@ -371,58 +386,58 @@ func (c Config) Redacted() map[string]string {
 	return out
 }
 
-// Names lists every variable Config reads, sorted.
-func Names() []string {
-	var c Config
-	var out []string
-	for _, f := range fieldsOf(&c) {
-		out = append(out, f.name)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Usage writes the table of variables (name, type, default, required, meaning) for --help.
 func Usage(w io.Writer) error {
-	const format = `  VARIABLE	TYPE	DEFAULT	MEANING
-{{range .}}  {{usage_key .}}	{{usage_type .}}	{{usage_default .}}	{{if usage_required .}}required: {{end}}{{usage_description .}}
-{{end}}`
 	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
-	if err := envconfig.Usagef("", &Config{}, tw, format); err != nil {
-		return err
+	fmt.Fprintln(tw, "  VARIABLE\tTYPE\tDEFAULT\tMEANING")
+	d := defaults()
+	for _, f := range fieldsOf(&d) {
+		required := ""
+		if f.required {
+			required = "required: "
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", f.name, typeName(f.typ), text(f.value), required, f.desc)
 	}
 	return tw.Flush()
 }
 
-// RedactDSN masks the password of a postgres:// URL (postgres://user:xxxxx@host/db) or of a
-// key=value DSN. An unparsable URL is not shown at all: it may hold the password anywhere.
-func RedactDSN(dsn string) string {
-	if dsn == "" {
+// typeName names a variable's type as envconfig's usage table does.
+func typeName(t reflect.Type) string {
+	switch {
+	case isDuration(t):
+		return "Duration"
+	case isTimePtr(t):
+		return "Time"
+	case t.Kind() == reflect.Bool:
+		return "True or False"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "Integer"
+	default:
+		return "String"
+	}
+}
+
+// text is a default as a person writes it: durations without zero units ("5m", not "5m0s"), and
+// nothing for a zero number, which means "no default".
+func text(v reflect.Value) string {
+	switch {
+	case isDuration(v.Type()):
+		s := time.Duration(v.Int()).String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	case isTimePtr(v.Type()):
+		if v.IsNil() {
+			return ""
+		}
+		return v.Interface().(*time.Time).Format(time.RFC3339Nano)
+	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64 && v.Int() == 0:
 		return ""
+	default:
+		return fmt.Sprint(v.Interface())
 	}
-	if !strings.Contains(dsn, "://") {
-		kvPassword := regexp.MustCompile(`(?i)(\b[a-z]*password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
-		return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-	}
-	q := u.Query()
-	masked := false
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "password") {
-			q.Set(k, "xxxxx")
-			masked = true
-		}
-	}
-	if masked {
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }

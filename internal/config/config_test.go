@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/usage-sync/usage-sync/internal/store"
 )
 
 // env turns a map into a getenv function.
@@ -382,7 +384,7 @@ func TestRedacted(t *testing.T) {
 		{"postgres://app:s3cret%zz@db/postgres", "(unparsable URL)"},
 	}
 	for _, tt := range tests {
-		if got := RedactDSN(tt.dsn); got != tt.want {
+		if got := store.RedactDSN(tt.dsn); got != tt.want {
 			t.Errorf("RedactDSN(%q) = %q, want %q", tt.dsn, got, tt.want)
 		}
 	}

@@ -98,3 +98,24 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
+
+func TestIsUUID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		s    string
+		want bool
+	}{
+		{"3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d", true},
+		{"3F2B5C9E-0A7D-4E61-9A51-2C1F0F6E8B2D", true},
+		{"3f2b5c9e0a7d4e619a512c1f0f6e8b2d", false},
+		{"3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2", false},
+		{"3f2b5c9e-0a7d-4e61-9a51_2c1f0f6e8b2d", false},
+		{"3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2g", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := safetext.IsUUID(tt.s); got != tt.want {
+			t.Errorf("IsUUID(%q) = %v, want %v", tt.s, got, tt.want)
+		}
+	}
+}

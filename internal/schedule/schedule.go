@@ -35,15 +35,6 @@ func Parse(spec string) (cron.Schedule, error) {
 	return sched, nil
 }
 
-// Next is the first run of spec strictly after from, in UTC.
-func Next(spec string, from time.Time) (time.Time, error) {
-	sched, err := Parse(spec)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return sched.Next(from.In(time.UTC)), nil
-}
-
 // Run calls job on spec's schedule until ctx is done, then waits for a running job to return and
 // returns nil. A run that comes due while the previous one still runs is skipped, and a panicking
 // job is logged and does not stop later runs. job gets ctx itself: stopping cron cancels nothing,

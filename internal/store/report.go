@@ -14,7 +14,7 @@ type ReportRow struct {
 	KeyRequests     int64 // Σ of the per-key day rows
 	PurposeRequests int64 // Σ of the per-purpose day totals
 	// Unattributed is what the per-purpose totals count but no listed key accounts for: requests
-	// of keys revoked before the worker saw them (DESIGN.md's limitation).
+	// of keys revoked before the worker saw them (docs/design.md, "Per-key usage").
 	Unattributed  int64
 	TaskEmails    int64 // billable emails of finished tasks created that day
 	Charged       int64 // Σ amount of the real ledger rows for that day's usage

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -97,39 +96,6 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
-
-// Describe names a database for messages: user@host:port/db, never the password.
-func Describe(dsn string) string {
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return "(unparsable DATABASE_URL)"
-	}
-	return fmt.Sprintf("%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
-}
-
-// redactErr renders err with any password from dsn blanked out; pgx errors can quote the DSN.
-func redactErr(err error, dsn string) string {
-	msg := err.Error()
-	for _, secret := range passwords(dsn) {
-		if secret != "" {
-			msg = strings.ReplaceAll(msg, secret, "xxxxx")
-		}
-	}
-	return msg
-}
-
-func passwords(dsn string) []string {
-	var out []string
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok {
-			out = append(out, p, url.QueryEscape(p), url.PathEscape(p))
-		}
-	}
-	if cfg, err := pgconn.ParseConfig(dsn); err == nil && cfg.Password != "" {
-		out = append(out, cfg.Password)
-	}
-	return out
-}
 
 // inTx runs fn in a transaction, committing on nil and rolling back otherwise.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/upstream"
+	"github.com/usage-sync/usage-sync/internal/usage"
 )
 
 const day = 24 * time.Hour
@@ -63,7 +64,7 @@ func buildPlan(in planInput) *store.UserSync {
 	for _, k := range in.lifetime.Keys {
 		lifetime[k.ID] = k
 		u.Keys = append(u.Keys, store.KeyRow{
-			ID: k.ID, Name: k.Name, Purpose: k.Purpose, Integration: upstream.Integration(k.Purpose),
+			ID: k.ID, Name: k.Name, Purpose: k.Purpose, Integration: usage.Integration(k.Purpose),
 			IsActive: k.IsActive == nil || *k.IsActive, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt,
 			TotalRequests: storable(k.TotalRequests),
 		})
@@ -210,16 +211,16 @@ func partialFrom(w window, chargeFrom time.Time) any {
 }
 
 func taskRow(t upstream.Task) store.TaskRow {
-	c := t.Counts()
+	c := usage.CountsOf(t)
 	created := time.Time{}
 	if t.CreatedAt != nil {
 		created = t.CreatedAt.UTC()
 	}
 	return store.TaskRow{
-		ID: t.ID, Status: t.Status(), Source: t.Source, WebhookURL: t.WebhookURL,
+		ID: t.ID, Status: usage.Status(t), Source: t.Source, WebhookURL: t.WebhookURL,
 		Emails: c.Emails, Valid: c.Valid, Invalid: c.Invalid, Catchall: c.Catchall, Unknown: c.Unknown,
-		Billable: t.Billable(), Progress: progress(t), CreatedAt: created, UpdatedAt: t.UpdatedAt,
-		StartedAt: t.StartedAt, FinishedAt: t.ReportedFinishedAt(), Finished: t.Finished(),
+		Billable: usage.Billable(t), Progress: progress(t), CreatedAt: created, UpdatedAt: t.UpdatedAt,
+		StartedAt: t.StartedAt, FinishedAt: usage.FinishedAt(t), Finished: usage.Finished(t),
 	}
 }
 

@@ -8,10 +8,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// RequestPollDefault is how often the daemon looks for users whose sync the dashboard asked for
-// through public.request_sync() (SYNC_REQUEST_POLL).
-const RequestPollDefault = 5 * time.Second
-
 // ServeRequests syncs the users asked for through public.request_sync() until ctx ends: every
 // poll it lists the requested users not attempted since their request and syncs each through
 // RunCycle with CycleOptions.UserID, the single-user path --once --user and webhooks take, so a

@@ -67,9 +67,6 @@ type Options struct {
 	MaxTaskPages int
 }
 
-// RevisionIntervalDefault is REVISION_INTERVAL's default.
-const RevisionIntervalDefault = time.Hour
-
 // RevisionEveryCycle as Options.RevisionInterval re-reads finished tasks on every cycle.
 const RevisionEveryCycle time.Duration = -1
 

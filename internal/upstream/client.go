@@ -18,33 +18,25 @@ import (
 	"github.com/usage-sync/usage-sync/internal/logging"
 )
 
-// Config configures a Client. Zero durations take the documented defaults.
+// Config configures a Client. Zero fields take the …Default constants of defaults.go.
 type Config struct {
 	BaseURL string // ends in /api/v1, with or without a trailing slash
 	// AdminToken, when set, is sent for every user with user_id=<uuid>.
 	AdminToken string
 	// JWTSecret, used when AdminToken is empty, signs a short-lived HS256 user JWT per user.
 	JWTSecret      string
-	JWTTTL         time.Duration // default 5m
-	RequestTimeout time.Duration // per attempt, default 30s
-	MaxElapsed     time.Duration // retry budget per call, waits included, default 2m
-	MaxRetryAfter  time.Duration // cap on an honoured Retry-After, default 60s
-	InitialBackoff time.Duration // default 500ms
-	MaxBackoff     time.Duration // default 20s
-	HTTPClient     *http.Client  // default: a client of its own with dial and TLS timeouts
-	UserAgent      string        // default "usage-sync"
-	Observer       Observer      // nil: nothing observes requests (see observer.go)
+	JWTTTL         time.Duration
+	RequestTimeout time.Duration // per attempt
+	MaxElapsed     time.Duration // retry budget per call, waits included
+	MaxRetryAfter  time.Duration // cap on an honoured Retry-After
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	HTTPClient     *http.Client // default: a client of its own with dial and TLS timeouts
+	UserAgent      string
+	Observer       Observer // nil: nothing observes requests (see observer.go)
 }
 
 const (
-	defaultJWTTTL         = 5 * time.Minute
-	defaultRequestTimeout = 30 * time.Second
-	defaultMaxElapsed     = 2 * time.Minute
-	defaultMaxRetryAfter  = 60 * time.Second
-	defaultInitialBackoff = 500 * time.Millisecond
-	defaultMaxBackoff     = 20 * time.Second
-	defaultUserAgent      = "usage-sync"
-
 	// maxBody bounds a success body: a task detail with 10,000 jobs fits with room to spare.
 	maxBody = 32 << 20
 	// maxErrorBody bounds an error body: only its message is kept.
@@ -65,23 +57,9 @@ type Client struct {
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
-	raw := strings.TrimSpace(cfg.BaseURL)
-	if raw == "" {
-		return nil, errors.New("upstream base URL is empty")
-	}
-	u, err := url.Parse(raw)
+	u, err := ParseBaseURL(cfg.BaseURL)
 	if err != nil {
-		// The parse error quotes the URL, which may carry credentials.
-		return nil, errors.New("upstream base URL is not a valid URL")
-	}
-	if u.User != nil {
-		return nil, errors.New("upstream base URL must not carry credentials: the token goes in UPSTREAM_ADMIN_TOKEN")
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("upstream base URL %q is not an absolute http or https URL", u.Redacted())
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("upstream base URL %q must not have a query or fragment", u.Redacted())
+		return nil, err
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
@@ -91,12 +69,12 @@ func New(cfg Config) (*Client, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"JWT TTL", &cfg.JWTTTL, defaultJWTTTL},
-		{"request timeout", &cfg.RequestTimeout, defaultRequestTimeout},
-		{"retry budget", &cfg.MaxElapsed, defaultMaxElapsed},
-		{"Retry-After cap", &cfg.MaxRetryAfter, defaultMaxRetryAfter},
-		{"initial backoff", &cfg.InitialBackoff, defaultInitialBackoff},
-		{"max backoff", &cfg.MaxBackoff, defaultMaxBackoff},
+		{"JWT TTL", &cfg.JWTTTL, JWTTTLDefault},
+		{"request timeout", &cfg.RequestTimeout, TimeoutDefault},
+		{"retry budget", &cfg.MaxElapsed, MaxElapsedDefault},
+		{"Retry-After cap", &cfg.MaxRetryAfter, MaxRetryAfterDefault},
+		{"initial backoff", &cfg.InitialBackoff, InitialBackoffDefault},
+		{"max backoff", &cfg.MaxBackoff, MaxBackoffDefault},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {
@@ -108,7 +86,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.InitialBackoff)
 	if cfg.UserAgent == "" {
-		cfg.UserAgent = defaultUserAgent
+		cfg.UserAgent = UserAgentDefault
 	}
 
 	c := &Client{
@@ -196,22 +174,6 @@ func (c *Client) ListTasks(ctx context.Context, userID string, tq TaskQuery) (Ta
 	})
 	logDrops(ctx, cl, page.Drops)
 	return page, err
-}
-
-// GetTask reads one task. The response carries every email's job; only the task and its
-// metrics are kept.
-func (c *Client) GetTask(ctx context.Context, userID, taskID string) (Task, error) {
-	cl := call{op: "get task", userID: userID, path: "/tasks/" + url.PathEscape(taskID)}
-	if strings.TrimSpace(taskID) == "" {
-		return Task{}, c.newError(cl, KindPermanent, "no task id")
-	}
-	return fetch(ctx, c, cl, func(b []byte) (Task, error) {
-		t, err := decodeTaskDetail(b)
-		if err != nil {
-			return t, err
-		}
-		return ownTask(t, userID)
-	})
 }
 
 // logDrops warns, once per reply, about the entries the worker could not use.

@@ -424,26 +424,12 @@ func TestTasks(t *testing.T) {
 		t.Fatalf("listed %v, want t-done and t-run only", keys(seen))
 	}
 	done, run := seen["t-done"], seen["t-run"]
-	if done.Status() != StatusCompleted || done.Billable() != 3 || done.Source != "api_key" {
-		t.Errorf("t-done: status %q billable %d source %q", done.Status(), done.Billable(), done.Source)
-	}
-	if run.Status() != StatusProcessing || run.Finished() {
-		t.Errorf("t-run: status %q finished %v", run.Status(), run.Finished())
+	// What these tasks' status and billable count are: internal/usage's TestRulesOverTheClient.
+	if done.Source != "api_key" {
+		t.Errorf("t-done: source %q", done.Source)
 	}
 	if run.CreatedAt == nil || run.CreatedAt.Nanosecond() != 500 {
 		t.Errorf("t-run created_at %v lost its nanoseconds", run.CreatedAt)
-	}
-
-	got, err := c.GetTask(context.Background(), f.user, "t-done")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ID != "t-done" || !got.Finished() || got.ReportedFinishedAt() == nil || !got.ReportedFinishedAt().Equal(fin) {
-		t.Errorf("GetTask = %+v", got)
-	}
-	_, err = c.GetTask(context.Background(), f.user, "no-such-task")
-	if e := asError(t, err); e.Kind != KindPermanent || e.Status != http.StatusNotFound {
-		t.Errorf("missing task: kind %v status %d, want permanent 404", e.Kind, e.Status)
 	}
 }
 
@@ -540,7 +526,7 @@ func TestNewValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.basePath != tt.path || c.cfg.MaxElapsed != defaultMaxElapsed || c.cfg.UserAgent != defaultUserAgent {
+			if c.basePath != tt.path || c.cfg.MaxElapsed != MaxElapsedDefault || c.cfg.UserAgent != UserAgentDefault {
 				t.Errorf("basePath %q, MaxElapsed %s, UserAgent %q", c.basePath, c.cfg.MaxElapsed, c.cfg.UserAgent)
 			}
 		})

@@ -120,16 +120,25 @@ func (o object) str(field string) string {
 
 func (o object) int(field string) *int64 { return parseInt(o[field]) }
 
-// parseInt accepts a JSON number (integral or not, truncated) or a numeric string.
-func parseInt(raw json.RawMessage) *int64 {
+// numberText is the text of a number the upstream sent as a JSON number or as a string (counts
+// and progress have come as both); ok is false when the field is absent or null.
+func numberText(raw json.RawMessage) (text string, ok bool) {
 	raw = bytes.TrimSpace(raw)
 	if isNull(raw) {
-		return nil
+		return "", false
 	}
-	text := string(raw)
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		text = strings.TrimSpace(s)
+		return strings.TrimSpace(s), true
+	}
+	return string(raw), true
+}
+
+// parseInt accepts a JSON number (integral or not, truncated) or a numeric string.
+func parseInt(raw json.RawMessage) *int64 {
+	text, ok := numberText(raw)
+	if !ok {
+		return nil
 	}
 	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
 		return &n
@@ -143,14 +152,9 @@ func parseInt(raw json.RawMessage) *int64 {
 }
 
 func (o object) float(field string) *float64 {
-	raw := bytes.TrimSpace(o[field])
-	if isNull(raw) {
+	text, ok := numberText(o[field])
+	if !ok {
 		return nil
-	}
-	text := string(raw)
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		text = strings.TrimSpace(s)
 	}
 	f, err := strconv.ParseFloat(text, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
@@ -319,23 +323,6 @@ func decodeTaskPage(body []byte) (TaskPage, error) {
 		}
 	}
 	return page, nil
-}
-
-// decodeTaskDetail decodes GET /tasks/{id}. Unlike a listing there is no page to keep, so a
-// task the worker cannot place in time is an error.
-func decodeTaskDetail(body []byte) (Task, error) {
-	obj, err := decodeObject(body)
-	if err != nil {
-		return Task{}, err
-	}
-	t, why := decodeTask(obj)
-	if why != "" {
-		return Task{}, &decodeError{msg: "task unusable: " + why}
-	}
-	if err := t.checkBounds(); err != nil {
-		return Task{}, err
-	}
-	return t, nil
 }
 
 // decodeTask names why it cannot use an entry the worker cannot key or window: no usable id,

@@ -6,8 +6,6 @@ import (
 	"time"
 )
 
-func ptr[T any](v T) *T { return &v }
-
 func mustTime(t *testing.T, s string) time.Time {
 	t.Helper()
 	v, err := time.Parse(time.RFC3339Nano, s)
@@ -166,24 +164,6 @@ func TestDecodeTaskPage(t *testing.T) {
 	}
 	if nom.Metrics.TotalEmailAddresses != nil || nom.Metrics.JobStatus != nil || nom.Metrics.VerificationStatus != nil {
 		t.Errorf("null metrics = %+v, want all unknown", nom.Metrics)
-	}
-}
-
-func TestDecodeTaskDetailIgnoresJobs(t *testing.T) {
-	t.Parallel()
-	body := []byte(`{"id": "t1", "created_at": "2026-01-01T00:00:00Z", "started_at": "2026-01-01T00:00:01Z",
-		"finished_at": "2026-01-01T00:10:00Z", "jobs": [{"id": "j", "email": {"domain": {"host": {}}}}],
-		"metrics": {"total_email_addresses": 1, "verification_status": {"valid": 1, "role_based": 1}}}`)
-	got, err := decodeTaskDetail(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.ID != "t1" || got.StartedAt == nil || got.FinishedAt == nil || got.Billable() != 1 {
-		t.Errorf("task = %+v, billable %d", got, got.Billable())
-	}
-	if _, err := decodeTaskDetail([]byte(`{"id": "t1", "created_at": "soon"}`)); err == nil ||
-		!strings.Contains(err.Error(), "created_at") {
-		t.Errorf("bad created_at: err = %v, want one naming created_at", err)
 	}
 }
 

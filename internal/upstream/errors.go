@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -123,15 +122,6 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// KindOf returns the Kind of the *Error in err's chain, or 0 when there is none.
-func KindOf(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return 0
-}
 
 // oneLine makes text safe for a one-line error, a log line and a terminal.
 func oneLine(s string) string { return safetext.Clean(s, safetext.MaxDefault) }

@@ -123,8 +123,9 @@ func (m UsageMetrics) checkBounds() error {
 	return checkCounts("api_keys_by_purpose", m.APIKeysByPurpose)
 }
 
-// checkBounds checks the task's raw counts, then what the worker derives from them (sums of
-// counts that each fit may not).
+// checkBounds checks the task's raw counts, then the emails with a result, which sum counts that
+// each fit but together may not. Every column and billable count the worker derives from the
+// results is at most their total, so that one check bounds them all.
 func (t Task) checkBounds() error {
 	what := "task " + t.ID + " "
 	m := t.Metrics
@@ -137,14 +138,9 @@ func (t Task) checkBounds() error {
 	if err := checkCounts(what+"verification_status", m.VerificationStatus); err != nil {
 		return err
 	}
-	c := t.Counts()
-	for _, d := range []struct {
-		name string
-		n    int64
-	}{{"valid", c.Valid}, {"invalid", c.Invalid}, {"catchall", c.Catchall}, {"unknown", c.Unknown}, {"billable", t.Billable()}} {
-		if d.n > maxCount {
-			return boundsError(what+d.name+" emails", d.n)
-		}
+	// Billed by the results whenever verification_status is present (internal/usage).
+	if n := m.ResultTotal(); n > maxCount {
+		return boundsError(what+"billable emails", n)
 	}
 	return nil
 }
@@ -207,14 +203,6 @@ func ownTasks(page TaskPage, user string) (TaskPage, error) {
 		return TaskPage{}, &decodeError{msg: fmt.Sprintf("the reply lists only tasks of user %s, not of the user asked for", safetext.Clean(other, maxName))}
 	}
 	return page, nil
-}
-
-// ownTask rejects a task detail of another user.
-func ownTask(t Task, user string) (Task, error) {
-	if t.UserID != "" && !sameUser(t.UserID, user) {
-		return Task{}, &decodeError{msg: fmt.Sprintf("the reply is a task of user %s, not of the user asked for", safetext.Clean(t.UserID, maxName))}
-	}
-	return t, nil
 }
 
 // ownUsage rejects per-purpose totals of another user.

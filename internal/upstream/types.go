@@ -51,9 +51,8 @@ type TaskMetrics struct {
 	LastVerificationCompletedAt *time.Time
 }
 
-// Task is one task from GET /tasks or GET /tasks/{id}. The per-email jobs of the detail
-// endpoint are deliberately not kept: they can be 10,000 entries and the worker needs only
-// the metrics.
+// Task is one task from GET /tasks. The worker never reads GET /tasks/{id}: its per-email jobs
+// can be 10,000 entries, and the listing's metrics are all the worker needs.
 type Task struct {
 	ID, UserID, WebhookURL, Source              string // Source: "frontend", "api_key", or "" when absent
 	CreatedAt, UpdatedAt, StartedAt, FinishedAt *time.Time
@@ -95,13 +94,4 @@ func NormalizePurpose(p string) string {
 		return PurposeGoogleSheets
 	}
 	return s
-}
-
-// Integration maps a purpose to the dashboard's name for the integration.
-func Integration(purpose string) string {
-	p := NormalizePurpose(purpose)
-	if p == PurposeGoogleSheets {
-		return "google-sheets"
-	}
-	return p
 }

@@ -11,11 +11,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 
 	"go.uber.org/zap"
+
+	"github.com/usage-sync/usage-sync/internal/safetext"
 )
 
 // Path is where the daemon serves the webhook.
@@ -23,8 +24,6 @@ const Path = "/webhooks/tasks"
 
 // maxBody bounds a delivery; completion events carry a jobs array, so allow a few MiB.
 const maxBody = 8 << 20
-
-var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // Trigger queues a sync of one user; it reports false when the delivery had to be dropped.
 type Trigger interface {
@@ -90,7 +89,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "ignored"})
 		return
 	}
-	if !uuidRE.MatchString(d.Data.UserID) {
+	if !safetext.IsUUID(d.Data.UserID) {
 		h.reply(w, http.StatusBadRequest, "data.user_id is not a UUID", d.TaskID)
 		return
 	}

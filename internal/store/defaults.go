@@ -1,0 +1,5 @@
+package store
+
+// PoolModeDefault is Options.PoolMode's default (DB_POOL_MODE): transaction mode on port 6543,
+// Supabase's transaction pooler, session mode elsewhere (see ResolvePoolMode).
+const PoolModeDefault = "auto"

@@ -1,0 +1,33 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// ParseBaseURL checks an API base URL (UPSTREAM_BASE_URL) and returns it parsed, its trailing
+// slashes kept. It is the one check of the base URL: internal/config reports its error at
+// start-up, and New refuses what it refuses. Errors name the variable and the fix, and never
+// quote what could be a credential (userinfo, the query).
+func ParseBaseURL(raw string) (*url.URL, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, errors.New("UPSTREAM_BASE_URL is empty: set it to the Email Verification API, e.g. https://api.example.com/api/v1")
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		// The parse error quotes the URL, which may carry credentials.
+		return nil, errors.New("UPSTREAM_BASE_URL is not a valid URL: set it to e.g. https://api.example.com/api/v1")
+	case u.User != nil:
+		return nil, errors.New("UPSTREAM_BASE_URL carries credentials before its host: remove them and put the token in UPSTREAM_ADMIN_TOKEN")
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return nil, fmt.Errorf("UPSTREAM_BASE_URL %q is not an absolute http(s) URL: use e.g. https://api.example.com/api/v1", raw)
+	case u.RawQuery != "" || u.Fragment != "":
+		// The query is not shown: it is where a misplaced token would sit.
+		return nil, fmt.Errorf("UPSTREAM_BASE_URL %s://%s%s has a query or fragment: give only scheme, host and path, e.g. https://api.example.com/api/v1", u.Scheme, u.Host, u.Path)
+	}
+	return u, nil
+}
