@@ -333,14 +333,23 @@ func TestALongSyncDoesNotHoldTheNextCycle(t *testing.T) {
 	sort.Strings(ids)
 	heavy := ids[len(ids)-1]
 	holding, release := make(chan struct{}), make(chan struct{})
+	finished := make(chan string, len(ids))
 	a := e.syncer(func(o *syncer.Options) { o.WorkerID = "a"; o.Concurrency = 1 })
-	a.SetHooks(&syncer.Hooks{BeforeApply: func(_ context.Context, user string) error {
-		if user == heavy {
-			close(holding)
-			<-release
-		}
-		return nil
-	}})
+	a.SetHooks(&syncer.Hooks{
+		BeforeApply: func(_ context.Context, user string) error {
+			if user == heavy {
+				// The others' final transactions run on a writer, beside this read: wait until
+				// they have ended, so only the held user is leased when b looks.
+				for range len(ids) - 1 {
+					<-finished
+				}
+				close(holding)
+				<-release
+			}
+			return nil
+		},
+		AfterFinish: func(user string) { finished <- user },
+	})
 	done := make(chan syncer.Summary)
 	go func() {
 		sum, err := a.RunCycle(context.Background(), syncer.CycleOptions{})

@@ -10,6 +10,9 @@ type Hooks struct {
 	// AfterChunk runs after the chunk-th task chunk of a user's pass committed; an error aborts
 	// the sync as a crash between two chunks would.
 	AfterChunk func(ctx context.Context, userID string, chunk int) error
+	// AfterFinish runs once a user's final transaction has ended (whatever its outcome) and its
+	// lease is no longer renewed: the writer is done with the user.
+	AfterFinish func(userID string)
 	// AfterRenew runs after each successful renewal of a user's lease.
 	AfterRenew func(userID string)
 }

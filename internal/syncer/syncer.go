@@ -391,6 +391,9 @@ func (s *Syncer) finish(ctx context.Context, runID string, j *finishJob) (outcom
 	err := s.applyUser(ctx, j.log, j.lease, j.plan, &j.res)
 	j.stopRenew()
 	<-j.renewDone
+	if s.hooks != nil && s.hooks.AfterFinish != nil {
+		defer s.hooks.AfterFinish(j.lease.UserID)
+	}
 	if errors.Is(err, store.ErrLeaseLost) {
 		j.log.Warn("sync.user.lease_lost", zap.Duration("duration", time.Since(j.started)))
 		return outcomeAbandoned, err
