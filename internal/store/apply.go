@@ -48,8 +48,9 @@ type TaskRow struct {
 	Finished                                            bool // FinishedAt nil + Finished: first seen finished now
 }
 
-// UserSync is everything one sync of one user writes, applied atomically by Apply.
-type UserSync struct {
+// Plan is everything one sync of one user writes, applied atomically by Apply: the output of
+// the syncer's pure buildPlan.
+type Plan struct {
 	RunID          string
 	Keys           []KeyRow // the complete lifetime listing: listed keys absent from it are revoked
 	Usage          []UsageRow
@@ -103,7 +104,7 @@ func (s *Store) ApplyChunk(ctx context.Context, l *Lease, c TaskChunk) (ChunkApp
 			return err
 		}
 		// As in Apply: a chunk whose tasks another user owns writes nothing and charges nothing.
-		if err := checkOwnership(ctx, tx, l.UserID, &UserSync{Tasks: c.Tasks}); err != nil {
+		if err := checkOwnership(ctx, tx, l.UserID, &Plan{Tasks: c.Tasks}); err != nil {
 			return err
 		}
 		out.Charge, err = chargeTx(ctx, tx, c.Charges, c.Shadow)
@@ -140,7 +141,7 @@ type Applied struct {
 
 // Apply writes one user's sync in one transaction, after checking the lease is still this
 // worker's: either all of it lands with the new sync_state, or none of it does.
-func (s *Store) Apply(ctx context.Context, l *Lease, u *UserSync) (Applied, error) {
+func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 	var out Applied
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		out = Applied{}

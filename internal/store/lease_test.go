@@ -38,7 +38,7 @@ func TestLeasesFenceAStaleWorker(t *testing.T) {
 		t.Fatalf("b could not take over an expired lease: %+v %v", b, err)
 	}
 	charge := []store.Charge{{UserID: users[0], Family: store.FamilyTask, Subject: "t", Total: 3}}
-	if _, err := st.Apply(ctx, a, &store.UserSync{RunID: "a", Charges: charge}); !errors.Is(err, store.ErrLeaseLost) {
+	if _, err := st.Apply(ctx, a, &store.Plan{RunID: "a", Charges: charge}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale worker's apply = %v, want ErrLeaseLost", err)
 	}
 	if err := st.Renew(ctx, a, time.Minute); !errors.Is(err, store.ErrLeaseLost) {
@@ -50,7 +50,7 @@ func TestLeasesFenceAStaleWorker(t *testing.T) {
 	if n := balance(t, st, users[0]); n != 10 {
 		t.Fatalf("the stale worker's charges landed: balance %d", n)
 	}
-	res, err := st.Apply(ctx, b, &store.UserSync{RunID: "b", Charges: charge})
+	res, err := st.Apply(ctx, b, &store.Plan{RunID: "b", Charges: charge})
 	if err != nil || res.Charge.Debited != 3 || res.Status != "ok" {
 		t.Fatalf("current worker's apply = %+v, %v", res, err)
 	}

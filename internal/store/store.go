@@ -82,7 +82,7 @@ func ResolvePoolMode(mode string, port uint16) string {
 	case "session", "transaction":
 		return mode
 	}
-	if port == 6543 {
+	if port == supabasePoolerPort {
 		return "transaction"
 	}
 	return "session"

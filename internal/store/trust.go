@@ -58,7 +58,7 @@ func checkProfile(ctx context.Context, tx pgx.Tx, user string) error {
 // checkOwnership runs after the upserts, which skip rows of another user: any id of this sync
 // still owned by someone else is a conflict. Checking after rather than before also catches a
 // row another user's sync inserted concurrently (the upsert waited for it, then skipped it).
-func checkOwnership(ctx context.Context, tx pgx.Tx, user string, u *UserSync) error {
+func checkOwnership(ctx context.Context, tx pgx.Tx, user string, u *Plan) error {
 	keys := make([]string, 0, len(u.Keys)+len(u.Usage))
 	for _, k := range u.Keys {
 		keys = append(keys, k.ID)

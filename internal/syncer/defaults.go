@@ -34,3 +34,25 @@ const (
 	// for through public.request_sync() (SYNC_REQUEST_POLL).
 	RequestPollDefault = 5 * time.Second
 )
+
+// Fixed bounds of a cycle, not configurable: each is set here once.
+const (
+	// cycleJoinWindow is how long after a cycle starts a worker still joins it when every due
+	// user is already claimed but some are still in flight: replicas on one schedule start
+	// within seconds of each other, and a run starting later than this is a new pass, not a late
+	// replica.
+	cycleJoinWindow = time.Minute
+	// claimTimeout bounds one claim statement, which runs to completion even during shutdown.
+	claimTimeout = 30 * time.Second
+	// applyTimeout bounds the write transaction, which runs to completion even during shutdown
+	// so a user is never half-written.
+	applyTimeout = 2 * time.Minute
+	// progressLogEvery is how often, at most, a cycle logs sync.cycle.progress.
+	progressLogEvery = 30 * time.Second
+	// taskPageSize is the upstream's maximum page.
+	taskPageSize = 100
+	// taskProgressLogPages is how many task pages a pass reads between sync.tasks.progress logs.
+	taskProgressLogPages = 50
+	// requestBatchPerWorker is how many requested users one poll takes per unit of Concurrency.
+	requestBatchPerWorker = 4
+)

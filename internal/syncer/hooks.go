@@ -3,6 +3,7 @@ package syncer
 import "context"
 
 // Hooks are injection points for fault tests: a test makes a sync stop where a crash could.
+// Only tests install them (export_test.go); a production Syncer's hooks are nil and cost a nil check.
 type Hooks struct {
 	// BeforeApply runs after every upstream read of a user and before its write transaction; an
 	// error aborts the user's sync as a crash there would.
@@ -16,6 +17,3 @@ type Hooks struct {
 	// AfterRenew runs after each successful renewal of a user's lease.
 	AfterRenew func(userID string)
 }
-
-// SetHooks installs test hooks; production code never calls it.
-func (s *Syncer) SetHooks(h *Hooks) { s.hooks = h }

@@ -7,8 +7,9 @@ import (
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
 
-// checkInvariants asserts DESIGN.md's invariants I1–I3 for every user, and I4 when converged
-// is true (every window read after its last request, every task finished and read).
+// checkInvariants asserts the invariants I1–I3 of docs/design.md ("Invariants") for every user,
+// and I4 when converged is true (every window read after its last request, every task finished
+// and read).
 func (e *env) checkInvariants(converged bool) {
 	e.t.Helper()
 	ctx := context.Background()
@@ -59,9 +60,10 @@ func (e *env) checkInvariants(converged bool) {
 	_ = ctx
 }
 
-// billable is DESIGN.md's task cost computed independently of the code under test from the
-// simulator's ground truth: the result counts without the aggregates when verification_status is
-// sent, else job_status.completed (the emails done) when job_status is sent, else every email.
+// billable is the task cost of docs/design.md ("Tasks"), computed independently of the code
+// under test from the simulator's ground truth: the result counts without the aggregates when
+// verification_status is sent, else job_status.completed (the emails done) when job_status is
+// sent, else every email.
 func billable(tk simulator.TaskState) int64 {
 	switch {
 	case tk.Results != nil:

@@ -5,7 +5,7 @@ import (
 	"hash/fnv"
 )
 
-// Bounds of one task listing pass (DESIGN.md leaves them to the worker; docs/scale.md).
+// Bounds of one task listing pass (the contract leaves them to the worker; docs/scale.md).
 const (
 	// MaxTaskPagesDefault caps the pages one pass may read: 10,000 pages of 100 tasks, a million
 	// tasks. A claimed count above what the cap can list is absurd.

@@ -56,9 +56,9 @@ type planInput struct {
 }
 
 // buildPlan turns what one sync read into what it writes. It is pure, so every rule of
-// DESIGN.md's Semantics section can be tested without a database or an upstream.
-func buildPlan(in planInput) *store.UserSync {
-	u := &store.UserSync{RunID: in.runID, Shadow: in.shadow, BlockedKeys: negativeKeys(in)}
+// docs/design.md's "Semantics" section can be tested without a database or an upstream.
+func buildPlan(in planInput) *store.Plan {
+	u := &store.Plan{RunID: in.runID, Shadow: in.shadow, BlockedKeys: negativeKeys(in)}
 
 	lifetime := map[string]upstream.Key{}
 	for _, k := range in.lifetime.Keys {
@@ -144,7 +144,7 @@ func buildPlan(in planInput) *store.UserSync {
 			lk, ok := lifetime[k.ID]
 			if !ok || lk.TotalRequests == nil {
 				// Revoked between the window and the lifetime listing: it cannot be checked, so
-				// it is not charged (DESIGN.md: charged keys are those still listed).
+				// it is not charged (docs/design.md, "The guard": charged keys are those still listed).
 				continue
 			}
 			d := w.day.Format(time.DateOnly)

@@ -60,7 +60,7 @@ func key(id string, total int64, lastUsed string) upstream.Key {
 	return k
 }
 
-func charges(u *store.UserSync, fam store.Family) map[string]int64 {
+func charges(u *store.Plan, fam store.Family) map[string]int64 {
 	out := map[string]int64{}
 	for _, c := range u.Charges {
 		if c.Family == fam {

@@ -22,11 +22,6 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
-// cycleJoinWindow is how long after a cycle starts a worker still joins it when every due user is
-// already claimed but some are still in flight: replicas on one schedule start within seconds of
-// each other, and a run starting later than this is a new pass, not a late replica.
-const cycleJoinWindow = time.Minute
-
 // ErrUnknownUser means CycleOptions.UserID names no row of profiles.
 var ErrUnknownUser = errors.New("no such user in profiles")
 
@@ -40,7 +35,7 @@ type Upstream interface {
 	ListTasks(ctx context.Context, userID string, q upstream.TaskQuery) (upstream.TaskPage, error)
 }
 
-// Options tune a Syncer; zero values take the defaults DESIGN.md gives.
+// Options tune a Syncer; zero values take the …Default constants of defaults.go.
 type Options struct {
 	Concurrency        int
 	LeaseTTL           time.Duration
@@ -77,23 +72,23 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 4
+		o.Concurrency = ConcurrencyDefault
 	}
-	def(&o.LeaseTTL, 2*time.Minute)
-	def(&o.UserTimeout, 10*time.Minute)
-	def(&o.SettleLag, 2*time.Hour)
-	def(&o.TaskOverlap, 10*time.Minute)
-	def(&o.RevisionWindow, 24*time.Hour)
+	def(&o.LeaseTTL, LeaseTTLDefault)
+	def(&o.UserTimeout, UserTimeoutDefault)
+	def(&o.SettleLag, SettleLagDefault)
+	def(&o.TaskOverlap, TaskOverlapDefault)
+	def(&o.RevisionWindow, RevisionWindowDefault)
 	if o.RevisionInterval == 0 {
 		o.RevisionInterval = RevisionIntervalDefault
 	}
 	if o.MaxTaskPages <= 0 {
 		o.MaxTaskPages = MaxTaskPagesDefault
 	}
-	def(&o.FailureBackoffBase, time.Minute)
-	def(&o.FailureBackoffMax, time.Hour)
+	def(&o.FailureBackoffBase, FailureBackoffBaseDefault)
+	def(&o.FailureBackoffMax, FailureBackoffMaxDefault)
 	if o.MaxBackfillDays <= 0 {
-		o.MaxBackfillDays = 7
+		o.MaxBackfillDays = MaxBackfillDaysDefault
 	}
 	if o.WorkerID == "" {
 		o.WorkerID = "worker-" + newID()
@@ -224,7 +219,7 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 		claimErr error
 		wg       sync.WaitGroup
 	)
-	progress := time.NewTicker(30 * time.Second)
+	progress := time.NewTicker(progressLogEvery)
 	defer progress.Stop()
 	record := func(user string, oc outcome, err error) {
 		mu.Lock()
@@ -276,7 +271,7 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 				// The claim runs to completion even if shutdown starts meanwhile: a claim cut
 				// short can commit in the database unseen by the worker, leaving a lease nobody
 				// releases until it expires. A completed claim is released at once if cancelled.
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 				lease, err := s.st.Claim(cctx, req)
 				cancel()
 				if err != nil {
@@ -327,7 +322,7 @@ type finishJob struct {
 	lease     *store.Lease
 	log       *zap.Logger
 	started   time.Time
-	plan      *store.UserSync
+	plan      *store.Plan
 	res       userResult
 	stopRenew context.CancelFunc
 	renewDone <-chan struct{}

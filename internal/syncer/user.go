@@ -11,13 +11,6 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
-// taskPageSize is the upstream's maximum page.
-const taskPageSize = 100
-
-// applyTimeout bounds the write transaction, which runs to completion even during shutdown so a
-// user is never half-written.
-const applyTimeout = 2 * time.Minute
-
 type window struct {
 	day      time.Time // UTC midnight
 	keys     upstream.KeyList
@@ -51,7 +44,7 @@ func (r userResult) fields() []zap.Field {
 // task pages are applied in chunks as they arrive (each chunk its own short transaction), and
 // what is left — keys, usage, key charges, the last tasks and sync_state — is returned as the
 // plan of the user's final transaction, which the caller applies (or hands to a writer).
-func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease) (*store.UserSync, userResult, error) {
+func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease) (*store.Plan, userResult, error) {
 	var res userResult
 	now := s.opts.Now().UTC()
 	chargeFrom := lease.EnrolledAt.UTC()
@@ -187,7 +180,7 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 
 // applyUser runs a user's final transaction. It runs to completion even during shutdown, so
 // what was read is not thrown away.
-func (s *Syncer) applyUser(ctx context.Context, log *zap.Logger, lease *store.Lease, plan *store.UserSync, res *userResult) error {
+func (s *Syncer) applyUser(ctx context.Context, log *zap.Logger, lease *store.Lease, plan *store.Plan, res *userResult) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
 	var err error
@@ -200,22 +193,24 @@ func (s *Syncer) applyUser(ctx context.Context, log *zap.Logger, lease *store.Le
 	return nil
 }
 
-func (s *Syncer) readWindow(ctx context.Context, user string, day, chargeFrom time.Time) (window, error) {
-	w := window{day: day}
-	end := day.Add(24 * time.Hour)
+// readWindow reads one UTC day's key listing and per-purpose totals, and the listing from
+// CHARGE_FROM on when it falls inside the day.
+func (s *Syncer) readWindow(ctx context.Context, user string, start, chargeFrom time.Time) (window, error) {
+	w := window{day: start}
+	end := start.Add(day)
 	var err error
-	if w.keys, err = s.up.ListKeys(ctx, user, &day, &end); err != nil {
-		return w, fmt.Errorf("window %s: %w", day.Format(time.DateOnly), err)
+	if w.keys, err = s.up.ListKeys(ctx, user, &start, &end); err != nil {
+		return w, fmt.Errorf("window %s: %w", start.Format(time.DateOnly), err)
 	}
-	if chargeFrom.After(day) && chargeFrom.Before(end) {
+	if chargeFrom.After(start) && chargeFrom.Before(end) {
 		p, err := s.up.ListKeys(ctx, user, &chargeFrom, &end)
 		if err != nil {
 			return w, fmt.Errorf("window from CHARGE_FROM %s: %w", chargeFrom.Format(time.RFC3339Nano), err)
 		}
 		w.partial = &p
 	}
-	if w.purposes, err = s.up.APIUsage(ctx, user, &day, &end); err != nil {
-		return w, fmt.Errorf("window %s: %w", day.Format(time.DateOnly), err)
+	if w.purposes, err = s.up.APIUsage(ctx, user, &start, &end); err != nil {
+		return w, fmt.Errorf("window %s: %w", start.Format(time.DateOnly), err)
 	}
 	return w, nil
 }
@@ -277,7 +272,7 @@ func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, pa
 		if got == 0 || (page.Count > 0 && q.Offset >= page.Count) || (page.Count <= 0 && got < q.Limit) {
 			break
 		}
-		if pages%50 == 0 {
+		if pages%taskProgressLogPages == 0 {
 			log.Info("sync.tasks.progress", zap.Int("pages", pages), zap.Int("tasks", seen), zap.Int("count", page.Count))
 		}
 	}
