@@ -65,11 +65,11 @@ type Plan struct {
 	// ReadsFingerprint digests this sync's lifetime listing when nothing moved while it read;
 	// "" when something did (the next sync then re-reads the windows).
 	ReadsFingerprint string
-	// Now is the sync's clock, against which RevisionWindow is measured for the task watermark.
-	Now            time.Time
+	// RevisionWindow is how long finished tasks stay behind the task watermark, measured on the
+	// lease's clock when the plan is applied.
 	RevisionWindow time.Duration
-	// SweptAt is set when this pass re-read finished tasks for revisions.
-	SweptAt *time.Time
+	// Swept says this pass re-read finished tasks for revisions: revision_swept_at moves to now.
+	Swept bool
 }
 
 // TaskChunk is a slice of a user's task pass, applied before the pass ends so memory does not
@@ -91,16 +91,10 @@ type ChunkApplied struct {
 // crash between chunks leaves rows the next pass reads again and finds done.
 func (s *Store) ApplyChunk(ctx context.Context, l *Lease, c TaskChunk) (ChunkApplied, error) {
 	var out ChunkApplied
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inLeaseTx(ctx, l, func(tx pgx.Tx) error {
 		out = ChunkApplied{}
-		if err := fence(ctx, tx, l); err != nil {
-			return err
-		}
-		if err := checkProfile(ctx, tx, l.UserID); err != nil {
-			return err
-		}
 		var err error
-		if out.TasksWritten, err = upsertTasks(ctx, tx, l.UserID, c.Tasks); err != nil {
+		if out.TasksWritten, err = upsertTasks(ctx, tx, l, c.Tasks); err != nil {
 			return err
 		}
 		// As in Apply: a chunk whose tasks another user owns writes nothing and charges nothing.
@@ -114,6 +108,20 @@ func (s *Store) ApplyChunk(ctx context.Context, l *Lease, c TaskChunk) (ChunkApp
 		return ChunkApplied{}, fmt.Errorf("apply task chunk of %s: %w", l.UserID, err)
 	}
 	return out, nil
+}
+
+// inLeaseTx runs fn in a transaction that first checks the lease is still this worker's and the
+// user still in profiles: Apply and ApplyChunk write nothing otherwise.
+func (s *Store) inLeaseTx(ctx context.Context, l *Lease, fn func(pgx.Tx) error) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := fence(ctx, tx, l); err != nil {
+			return err
+		}
+		if err := checkProfile(ctx, tx, l.UserID); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // fence checks, inside tx, that the lease is still this worker's, and keeps it so until tx ends.
@@ -143,14 +151,8 @@ type Applied struct {
 // worker's: either all of it lands with the new sync_state, or none of it does.
 func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 	var out Applied
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inLeaseTx(ctx, l, func(tx pgx.Tx) error {
 		out = Applied{}
-		if err := fence(ctx, tx, l); err != nil {
-			return err
-		}
-		if err := checkProfile(ctx, tx, l.UserID); err != nil {
-			return err
-		}
 		var err error
 		if out.KeysWritten, out.KeysRevoked, err = upsertKeys(ctx, tx, l.UserID, u.Keys); err != nil {
 			return err
@@ -161,7 +163,7 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 		if out.PurposeWritten, err = upsertPurposeUsage(ctx, tx, l.UserID, u.PurposeUsage); err != nil {
 			return err
 		}
-		if out.TasksWritten, err = upsertTasks(ctx, tx, l.UserID, u.Tasks); err != nil {
+		if out.TasksWritten, err = upsertTasks(ctx, tx, l, u.Tasks); err != nil {
 			return err
 		}
 		if err := checkOwnership(ctx, tx, l.UserID, u); err != nil {
@@ -170,53 +172,59 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 		if out.Charge, err = chargeTx(ctx, tx, u.Charges, u.Shadow); err != nil {
 			return err
 		}
-		out.Status = "ok"
-		lastError := ""
-		blocked := u.BlockedKeys
-		if blocked == nil {
-			blocked = map[string]string{}
-		}
-		if len(blocked) > 0 {
-			out.Status = "degraded"
-			lastError = fmt.Sprintf("charging halted for %d key(s): %s", len(blocked), firstReason(blocked))
-		}
-		bj, err := json.Marshal(blocked)
-		if err != nil {
-			return err
-		}
-		// The task watermarks are derived here, from rows a complete pass has just brought up to
-		// date, and stored: the next pass starts from them, never from rows a chunk of a pass that
-		// crashed may have written.
-		_, err = tx.Exec(ctx, `
-			with w as (
-				select coalesce(min(created_at) filter (where status in ('pending', 'processing')
-				                                          or finished_at > $10::timestamptz - $11::interval),
-				                max(created_at)) as wm,
-				       coalesce(min(created_at) filter (where status in ('pending', 'processing')),
-				                max(created_at)) as wm_open
-				from tasks where user_id = $1
-			)
-			update sync_state set status = $3, last_attempt_at = coalesce($8::timestamptz, now()),
-			       last_success_at = coalesce($8::timestamptz, now()),
-			       last_error = nullif($4, ''), last_error_kind = case when $4 = '' then null else 'degraded' end,
-			       consecutive_failures = 0, next_attempt_at = coalesce($8::timestamptz, now()),
-			       settled_through = coalesce(($5::timestamptz at time zone 'UTC')::date, settled_through), blocked_keys = $6,
-			       last_run_id = $7, lease_owner = null, lease_expires_at = null, updated_at = now(),
-			       reads_fingerprint = nullif($9, ''), task_watermark = w.wm, task_watermark_open = w.wm_open,
-			       revision_swept_at = coalesce($12::timestamptz, revision_swept_at)
-			from w
-			where user_id = $1 and lease_token = $2`,
-			l.UserID, l.Token, out.Status, lastError, u.SettledThrough, string(bj), u.RunID, l.at(),
-			u.ReadsFingerprint, u.Now.UTC(), u.RevisionWindow.String(), u.SweptAt)
-		if err != nil {
-			return fmt.Errorf("record success: %w", err)
-		}
-		return nil
+		out.Status, err = recordSuccess(ctx, tx, l, u)
+		return err
 	})
 	if err != nil {
 		return Applied{}, fmt.Errorf("apply sync of %s: %w", l.UserID, err)
 	}
 	return out, nil
+}
+
+// recordSuccess ends a sync in sync_state: its status ("ok", or "degraded" while keys are
+// blocked), the settled mark, the task watermarks, and the lease released. The task watermarks
+// are derived here, from rows a complete pass has just brought up to date, and stored: the next
+// pass starts from them, never from rows a chunk of a pass that crashed may have written.
+func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan) (status string, err error) {
+	status, lastError := "ok", ""
+	blocked := u.BlockedKeys
+	if blocked == nil {
+		blocked = map[string]string{}
+	}
+	if len(blocked) > 0 {
+		status = "degraded"
+		lastError = fmt.Sprintf("charging halted for %d key(s): %s", len(blocked), firstReason(blocked))
+	}
+	bj, err := json.Marshal(blocked)
+	if err != nil {
+		return "", err
+	}
+	_, err = tx.Exec(ctx, `
+		with w as (
+			select coalesce(min(created_at) filter (where status in ('pending', 'processing')
+			                                          or finished_at > `+clockNow+` - @window::interval),
+			                max(created_at)) as wm,
+			       coalesce(min(created_at) filter (where status in ('pending', 'processing')),
+			                max(created_at)) as wm_open
+			from tasks where user_id = @user
+		)
+		update sync_state set status = @status, last_attempt_at = `+clockNow+`, last_success_at = `+clockNow+`,
+		       last_error = nullif(@error, ''), last_error_kind = case when @error = '' then null else 'degraded' end,
+		       consecutive_failures = 0, next_attempt_at = `+clockNow+`,
+		       settled_through = coalesce((@settled::timestamptz at time zone 'UTC')::date, settled_through),
+		       blocked_keys = @blocked, last_run_id = @run, lease_owner = null, lease_expires_at = null,
+		       updated_at = now(), reads_fingerprint = nullif(@fingerprint, ''), task_watermark = w.wm,
+		       task_watermark_open = w.wm_open,
+		       revision_swept_at = case when @swept then `+clockNow+` else revision_swept_at end
+		from w
+		where user_id = @user and lease_token = @token`,
+		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "status": status, "error": lastError,
+			"settled": u.SettledThrough, "blocked": string(bj), "run": u.RunID, "now": l.at(),
+			"fingerprint": u.ReadsFingerprint, "window": u.RevisionWindow.String(), "swept": u.Swept})
+	if err != nil {
+		return "", fmt.Errorf("record success: %w", err)
+	}
+	return status, nil
 }
 
 func firstReason(m map[string]string) string {
@@ -339,8 +347,9 @@ func upsertPurposeUsage(ctx context.Context, tx pgx.Tx, user string, rows []Purp
 }
 
 // upsertTasks writes a task only when one of its mirrored columns changed. finished_at is the
-// upstream's when given, else kept from an earlier sync, else now (first seen finished).
-func upsertTasks(ctx context.Context, tx pgx.Tx, user string, tasks []TaskRow) (int64, error) {
+// upstream's when given, else kept from an earlier sync, else now on the lease's clock (first
+// seen finished): the revision window is measured from it.
+func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int64, error) {
 	if len(tasks) == 0 {
 		return 0, nil
 	}
@@ -370,7 +379,7 @@ func upsertTasks(ctx context.Context, tx pgx.Tx, user string, tasks []TaskRow) (
 		                        started_at, finished_at, synced_at)
 		select i.id, $1, i.status, i.emails, i.valid, i.invalid, i.catchall, i.unknown, i.billable, i.progress,
 		       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
-		       case when i.finished then coalesce(i.finished_at, old.finished_at, now()) end, now()
+		       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end, now()
 		from input i left join tasks old on old.task_id = i.id
 		on conflict (task_id) do update set
 			status = excluded.status, email_count = excluded.email_count, valid_count = excluded.valid_count,
@@ -388,8 +397,8 @@ func upsertTasks(ctx context.Context, tx pgx.Tx, user string, tasks []TaskRow) (
 		       excluded.catchall_count, excluded.unknown_count, excluded.billable_count, excluded.progress,
 		       excluded.source, excluded.webhook_url, excluded.created_at, excluded.updated_at,
 		       excluded.started_at, excluded.finished_at)`,
-		user, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
-		updated, started, finishedAt, finished)
+		l.UserID, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
+		updated, started, finishedAt, finished, l.at())
 	if err != nil {
 		return 0, fmt.Errorf("upsert tasks: %w", err)
 	}

@@ -212,8 +212,9 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 // Renew extends the lease while the user is being synced.
 func (s *Store) Renew(ctx context.Context, l *Lease, ttl time.Duration) error {
 	tag, err := s.pool.Exec(ctx, `
-		update sync_state set lease_expires_at = coalesce($4::timestamptz, now()) + $3::interval
-		where user_id = $1 and lease_token = $2 and lease_owner is not null`, l.UserID, l.Token, ttl.String(), l.at())
+		update sync_state set lease_expires_at = `+clockNow+` + @ttl::interval
+		where user_id = @user and lease_token = @token and lease_owner is not null`,
+		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "ttl": ttl.String(), "now": l.at()})
 	if err != nil {
 		return fmt.Errorf("renew lease on %s: %w", l.UserID, err)
 	}
@@ -246,12 +247,14 @@ type Failure struct {
 // RecordFailure marks the user's sync as failed and schedules its next attempt.
 func (s *Store) RecordFailure(ctx context.Context, l *Lease, f Failure) (next time.Time, err error) {
 	err = s.pool.QueryRow(ctx, `
-		update sync_state set status = 'error', last_attempt_at = coalesce($7::timestamptz, now()), last_error = $3,
-		       last_error_kind = $4, consecutive_failures = consecutive_failures + 1,
-		       next_attempt_at = coalesce($7::timestamptz, now()) + $5::interval,
-		       last_run_id = $6, lease_owner = null, lease_expires_at = null, updated_at = now()
-		where user_id = $1 and lease_token = $2
-		returning next_attempt_at`, l.UserID, l.Token, f.Error, f.Kind, f.Backoff.String(), f.RunID, l.at()).Scan(&next)
+		update sync_state set status = 'error', last_attempt_at = `+clockNow+`, last_error = @error,
+		       last_error_kind = @kind, consecutive_failures = consecutive_failures + 1,
+		       next_attempt_at = `+clockNow+` + @backoff::interval,
+		       last_run_id = @run, lease_owner = null, lease_expires_at = null, updated_at = now()
+		where user_id = @user and lease_token = @token
+		returning next_attempt_at`,
+		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "error": f.Error, "kind": f.Kind,
+			"backoff": f.Backoff.String(), "run": f.RunID, "now": l.at()}).Scan(&next)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, ErrLeaseLost
 	}

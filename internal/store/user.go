@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // UserState is what a sync reads of the user's stored data before it asks the upstream.
@@ -19,26 +21,38 @@ type UserState struct {
 	// finished within the revision window); TaskWatermarkOpen is where a pass between sweeps
 	// starts (unfinished tasks only). Both nil until a pass over a user with tasks completed.
 	TaskWatermark, TaskWatermarkOpen *time.Time
-	// RevisionSweptAt is when finished tasks were last re-read; nil before the first sweep.
-	RevisionSweptAt *time.Time
+	// SweepDue says finished tasks are due to be re-read for revisions: never swept yet, or last
+	// swept at least the revision interval ago on the lease's clock.
+	SweepDue bool
 }
 
-// LoadUser reads the user's state for a sync that re-reads days from firstDay on.
-func (s *Store) LoadUser(ctx context.Context, user string, firstDay time.Time) (UserState, error) {
+// LoadUser reads the state of the leased user for a sync that re-reads days from firstDay on.
+// revisionInterval is how often finished tasks are re-read; a negative one makes every sync a
+// sweep.
+func (s *Store) LoadUser(ctx context.Context, l *Lease, firstDay time.Time, revisionInterval time.Duration) (UserState, error) {
+	user := l.UserID
 	st := UserState{SettledKeyTotals: map[string]int64{}}
 	// One round trip: this runs on every sync, beside the user's first upstream request.
 	var (
 		fp     *string
 		totals []byte
+		every  *string // nil: sweep every sync
 	)
+	if revisionInterval >= 0 {
+		v := revisionInterval.String()
+		every = &v
+	}
 	err := s.pool.QueryRow(ctx, `
-		select s.reads_fingerprint, s.task_watermark, s.task_watermark_open, s.revision_swept_at,
+		select s.reads_fingerprint, s.task_watermark, s.task_watermark_open,
+		       @every::interval is null or s.revision_swept_at is null
+		           or s.revision_swept_at + @every::interval <= `+clockNow+`,
 		       (select coalesce(jsonb_object_agg(k, n), '{}'::jsonb) from (
 		          select api_key_id as k, sum(count)::bigint as n from api_usage
-		          where origin = 'usage-sync' and user_id = $1 and api_key_id is not null and period_start < $2
+		          where origin = 'usage-sync' and user_id = @user and api_key_id is not null and period_start < @first
 		          group by api_key_id) settled)
-		from sync_state s where s.user_id = $1`, user, firstDay.UTC()).
-		Scan(&fp, &st.TaskWatermark, &st.TaskWatermarkOpen, &st.RevisionSweptAt, &totals)
+		from sync_state s where s.user_id = @user`,
+		pgx.NamedArgs{"user": user, "first": firstDay.UTC(), "every": every, "now": l.at()}).
+		Scan(&fp, &st.TaskWatermark, &st.TaskWatermarkOpen, &st.SweepDue, &totals)
 	if err != nil {
 		return st, fmt.Errorf("load sync state of %s: %w", user, err)
 	}

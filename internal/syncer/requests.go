@@ -26,7 +26,7 @@ func (s *Syncer) ServeRequests(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		users, err := s.st.Requested(ctx, s.opts.Concurrency*requestBatchPerWorker)
+		users, err := s.st.Requested(ctx, s.opts.Concurrency*requestBatchPerWorker, s.at())
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("sync.requests.poll_failed", zap.Error(err))

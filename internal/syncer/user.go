@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"go.uber.org/zap"
@@ -40,128 +41,186 @@ func (r userResult) fields() []zap.Field {
 	}
 }
 
+// pass is what one user's sync settles before it reads: its clock reading, CHARGE_FROM, the
+// mode and the days it reads.
+type pass struct {
+	now, chargeFrom time.Time
+	shadow          bool
+	days            []time.Time
+}
+
+func (s *Syncer) newPass(lease *store.Lease) pass {
+	p := pass{now: s.opts.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled}
+	if s.opts.ChargeFrom != nil {
+		p.chargeFrom = s.opts.ChargeFrom.UTC()
+	}
+	p.days = passDays(p.now, p.chargeFrom, lease.SettledThrough, s.opts.MaxBackfillDays)
+	return p
+}
+
+// firstDay is the oldest day the pass re-reads: the stored day rows before it are settled.
+func (p pass) firstDay() time.Time {
+	if len(p.days) > 0 {
+		return p.days[0]
+	}
+	return startOfDay(p.now)
+}
+
 // readUser reads everything for one user without holding a transaction across a request:
 // task pages are applied in chunks as they arrive (each chunk its own short transaction), and
 // what is left — keys, usage, key charges, the last tasks and sync_state — is returned as the
 // plan of the user's final transaction, which the caller applies (or hands to a writer).
 func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease) (*store.Plan, userResult, error) {
 	var res userResult
-	now := s.opts.Now().UTC()
-	chargeFrom := lease.EnrolledAt.UTC()
-	if s.opts.ChargeFrom != nil {
-		chargeFrom = s.opts.ChargeFrom.UTC()
+	p := s.newPass(lease)
+	state, before, err := s.loadAndList(ctx, lease, p.firstDay())
+	if err != nil {
+		return nil, res, err
 	}
-	shadow := !s.opts.ChargeEnabled
-	days := passDays(now, chargeFrom, lease.SettledThrough, s.opts.MaxBackfillDays)
-	firstDay := startOfDay(now)
-	if len(days) > 0 {
-		firstDay = days[0]
+	u, err := s.readUsage(ctx, lease, &p, state, before, &res)
+	if err != nil {
+		return nil, res, err
 	}
-	// The stored state loads while the first request is in flight: neither needs the other.
+	ch := &chunker{s: s, log: log, lease: lease, pass: p, res: &res, blocked: map[string]string{}}
+	res.tasksSeen, res.pages, err = s.readTasks(ctx, log, lease.UserID, p.now, state.watermark(), ch.emit)
+	if err != nil {
+		return nil, res, err
+	}
+	plan := buildPlan(planInput{
+		userID: lease.UserID, runID: runID, now: p.now, chargeFrom: p.chargeFrom, settleLag: s.opts.SettleLag,
+		settled: lease.SettledThrough, windows: u.windows, lifetime: u.lifetime, tasks: ch.pending,
+		settledTotals: state.SettledKeyTotals, shadow: p.shadow,
+	})
+	maps.Copy(plan.BlockedKeys, ch.blocked)
+	plan.ReadsFingerprint = u.fingerprint
+	plan.RevisionWindow = s.opts.RevisionWindow
+	plan.Swept = state.SweepDue
+	logBlocked(log, lease, plan)
+	if s.hooks != nil && s.hooks.BeforeApply != nil {
+		if err := s.hooks.BeforeApply(ctx, lease.UserID); err != nil {
+			return nil, res, err
+		}
+	}
+	return plan, res, nil
+}
+
+// loadAndList loads the user's stored state while its lifetime key listing is in flight:
+// neither needs the other.
+func (s *Syncer) loadAndList(ctx context.Context, lease *store.Lease, firstDay time.Time) (userState, upstream.KeyList, error) {
 	type loaded struct {
 		state store.UserState
 		err   error
 	}
 	stateCh := make(chan loaded, 1)
 	go func() {
-		st, err := s.st.LoadUser(ctx, lease.UserID, firstDay)
+		st, err := s.st.LoadUser(ctx, lease, firstDay, s.opts.RevisionInterval)
 		stateCh <- loaded{st, err}
 	}()
-
-	// The lifetime listing first: when nothing in it moved since a previous sync that saw
-	// nothing move while it read, the unsettled windows cannot have changed (docs/scale.md).
 	before, err := s.up.ListKeys(ctx, lease.UserID, nil, nil)
 	ld := <-stateCh
 	if err != nil {
-		return nil, res, fmt.Errorf("lifetime key listing: %w", err)
+		return userState{}, before, fmt.Errorf("lifetime key listing: %w", err)
 	}
-	if ld.err != nil {
-		return nil, res, ld.err
-	}
-	state := ld.state
-	fp := listingFingerprint(before, chargeFrom, shadow)
-	res.quiet = fp != "" && fp == state.ReadsFingerprint && len(lease.BlockedKeys) == 0
-	if res.quiet {
-		days = settleDue(days, now, s.opts.SettleLag)
-	}
-	res.days = len(days)
+	return userState{ld.state}, before, ld.err
+}
 
-	windows := make([]window, 0, len(days))
-	for _, d := range days {
-		w, err := s.readWindow(ctx, lease.UserID, d, chargeFrom)
-		if err != nil {
-			return nil, res, err
-		}
-		windows = append(windows, w)
+// userState is the stored state a sync starts from.
+type userState struct{ store.UserState }
+
+// watermark is where the task pass starts: finished tasks are re-read for revisions at most
+// once per REVISION_INTERVAL (a sweep); between sweeps the pass starts at the oldest unfinished
+// task.
+func (st userState) watermark() *time.Time {
+	if st.SweepDue {
+		return st.TaskWatermark
 	}
-	lifetime := before
+	return st.TaskWatermarkOpen
+}
+
+// usageRead is what the key and usage reads of a sync brought.
+type usageRead struct {
+	windows     []window
+	lifetime    upstream.KeyList
+	fingerprint string // "" when something moved while the windows were read
+}
+
+// readUsage reads the day windows and the lifetime listing the guard compares them with. The
+// lifetime listing comes first: when nothing in it moved since a previous sync that saw nothing
+// move while it read, the unsettled windows cannot have changed, and only the days due to
+// settle are read (docs/scale.md).
+func (s *Syncer) readUsage(ctx context.Context, lease *store.Lease, p *pass, state userState, before upstream.KeyList, res *userResult) (usageRead, error) {
+	u := usageRead{fingerprint: listingFingerprint(before, p.chargeFrom, p.shadow), lifetime: before}
+	res.quiet = u.fingerprint != "" && u.fingerprint == state.ReadsFingerprint && len(lease.BlockedKeys) == 0
+	if res.quiet {
+		p.days = settleDue(p.days, p.now, s.opts.SettleLag)
+	}
+	res.days = len(p.days)
+	u.windows = make([]window, 0, len(p.days))
+	for _, d := range p.days {
+		w, err := s.readWindow(ctx, lease.UserID, d, p.chargeFrom)
+		if err != nil {
+			return u, err
+		}
+		u.windows = append(u.windows, w)
+	}
 	if !res.quiet {
 		// Read again after the windows, so a request counted in a window is also in the lifetime
 		// total the guard compares it with; the two listings agreeing means nothing moved while
 		// the windows were read. A quiet sync's windows (settling reads only) are of days that
 		// ended before its listing, so that listing already counts them.
-		if lifetime, err = s.up.ListKeys(ctx, lease.UserID, nil, nil); err != nil {
-			return nil, res, fmt.Errorf("lifetime key listing: %w", err)
+		var err error
+		if u.lifetime, err = s.up.ListKeys(ctx, lease.UserID, nil, nil); err != nil {
+			return u, fmt.Errorf("lifetime key listing: %w", err)
 		}
-		if listingFingerprint(lifetime, chargeFrom, shadow) != fp {
-			fp = ""
+		if listingFingerprint(u.lifetime, p.chargeFrom, p.shadow) != u.fingerprint {
+			u.fingerprint = ""
 		}
 	}
-	res.keys = len(lifetime.Keys)
+	res.keys = len(u.lifetime.Keys)
+	return u, nil
+}
 
-	// Finished tasks are re-read for revisions at most once per REVISION_INTERVAL; between
-	// those sweeps the pass starts at the oldest unfinished task.
-	sweep := s.opts.RevisionInterval < 0 || state.RevisionSweptAt == nil || !now.Before(state.RevisionSweptAt.Add(s.opts.RevisionInterval))
-	watermark := state.TaskWatermarkOpen
-	if sweep {
-		watermark = state.TaskWatermark
-	}
-	var pending []upstream.Task // pages not yet applied by a chunk
-	pendingPages := 0
-	chunkBlocked := map[string]string{} // tasks with negative counts that chunks left out
-	emit := func(page []upstream.Task) error {
-		pending = append(pending, page...)
-		pendingPages++
-		if pendingPages < s.chunkPages {
-			return nil
-		}
-		rows, charges := planTasks(lease.UserID, chargeFrom, pending, chunkBlocked)
-		pending, pendingPages = pending[:0], 0
-		c, err := s.st.ApplyChunk(ctx, lease, store.TaskChunk{Tasks: rows, Charges: charges, Shadow: shadow})
-		if err != nil {
-			return err
-		}
-		res.chunks++
-		res.chunkTasksWritten += c.TasksWritten
-		res.chunkCharges += len(c.Charge.Posted)
-		res.chunkAmount += c.Charge.Amount
-		res.chunkDebited += c.Charge.Debited
-		logCharges(log, c.Charge, shadow)
-		s.observeCharge(c.Charge)
-		if s.hooks != nil && s.hooks.AfterChunk != nil {
-			return s.hooks.AfterChunk(ctx, lease.UserID, res.chunks)
-		}
+// chunker applies a task pass's pages in chunks of chunkPages as they arrive, so the pass holds
+// at most one chunk; what is pending when the pass ends goes into the final transaction.
+type chunker struct {
+	s            *Syncer
+	log          *zap.Logger
+	lease        *store.Lease
+	pass         pass
+	res          *userResult
+	pending      []upstream.Task // pages not yet applied by a chunk
+	pendingPages int
+	blocked      map[string]string // tasks with negative counts that chunks left out
+}
+
+func (c *chunker) emit(ctx context.Context, page []upstream.Task) error {
+	c.pending = append(c.pending, page...)
+	c.pendingPages++
+	if c.pendingPages < c.s.chunkPages {
 		return nil
 	}
-	res.tasksSeen, res.pages, err = s.readTasks(ctx, log, lease.UserID, now, watermark, emit)
+	rows, charges := planTasks(c.lease.UserID, c.pass.chargeFrom, c.pending, c.blocked)
+	c.pending, c.pendingPages = c.pending[:0], 0
+	applied, err := c.s.st.ApplyChunk(ctx, c.lease, store.TaskChunk{Tasks: rows, Charges: charges, Shadow: c.pass.shadow})
 	if err != nil {
-		return nil, res, err
+		return err
 	}
+	c.res.chunks++
+	c.res.chunkTasksWritten += applied.TasksWritten
+	c.res.chunkCharges += len(applied.Charge.Posted)
+	c.res.chunkAmount += applied.Charge.Amount
+	c.res.chunkDebited += applied.Charge.Debited
+	logCharges(c.log, applied.Charge, c.pass.shadow)
+	c.s.observeCharge(applied.Charge)
+	if c.s.hooks != nil && c.s.hooks.AfterChunk != nil {
+		return c.s.hooks.AfterChunk(ctx, c.lease.UserID, c.res.chunks)
+	}
+	return nil
+}
 
-	plan := buildPlan(planInput{
-		userID: lease.UserID, runID: runID, now: now, chargeFrom: chargeFrom, settleLag: s.opts.SettleLag,
-		settled: lease.SettledThrough, windows: windows, lifetime: lifetime, tasks: pending,
-		settledTotals: state.SettledKeyTotals, shadow: shadow,
-	})
-	for id, why := range chunkBlocked {
-		plan.BlockedKeys[id] = why
-	}
-	plan.ReadsFingerprint = fp
-	plan.Now = now
-	plan.RevisionWindow = s.opts.RevisionWindow
-	if sweep {
-		plan.SweptAt = &now
-	}
+// logBlocked logs each key whose charges the plan halts, and each the lease had halted that is
+// charged again.
+func logBlocked(log *zap.Logger, lease *store.Lease, plan *store.Plan) {
 	for id, why := range plan.BlockedKeys {
 		log.Error("charge.key_blocked", zap.String("key_id", id), zap.String("reason", why))
 	}
@@ -170,12 +229,6 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 			log.Info("charge.key_unblocked", zap.String("key_id", id))
 		}
 	}
-	if s.hooks != nil && s.hooks.BeforeApply != nil {
-		if err := s.hooks.BeforeApply(ctx, lease.UserID); err != nil {
-			return nil, res, err
-		}
-	}
-	return plan, res, nil
 }
 
 // applyUser runs a user's final transaction. It runs to completion even during shutdown, so
@@ -222,7 +275,7 @@ func (s *Syncer) readWindow(ctx context.Context, user string, start, chargeFrom 
 // The pass is bounded: it stops with a *PagingError when pages bring nothing new, when it passes
 // the page cap, or when the count claimed could not be listed within the cap. It remembers only
 // hashes of the ids it saw, so its memory is bounded by the cap, not by the user's history.
-func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, passStart time.Time, watermark *time.Time, emit func([]upstream.Task) error) (seen, pages int, err error) {
+func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, passStart time.Time, watermark *time.Time, emit func(context.Context, []upstream.Task) error) (seen, pages int, err error) {
 	q := upstream.TaskQuery{CreatedBefore: &passStart, Limit: taskPageSize}
 	if watermark != nil {
 		after := watermark.Add(-s.opts.TaskOverlap)
@@ -263,7 +316,7 @@ func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, pa
 			stalled = 0
 		}
 		if len(page.Tasks) > 0 {
-			if err := emit(page.Tasks); err != nil {
+			if err := emit(ctx, page.Tasks); err != nil {
 				return seen, pages, err
 			}
 		}
