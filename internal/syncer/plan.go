@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/usage-sync/usage-sync/internal/store"
@@ -59,7 +60,19 @@ type planInput struct {
 // docs/design.md's "Semantics" section can be tested without a database or an upstream.
 func buildPlan(in planInput) *store.Plan {
 	u := &store.Plan{RunID: in.runID, Shadow: in.shadow, BlockedKeys: negativeKeys(in)}
+	lifetime := planKeys(u, in)
+	planUsage(u, in, lifetime)
+	planKeyCharges(u, in, lifetime)
+	// Tasks: the part of the pass no chunk has applied yet.
+	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks, u.BlockedKeys)
+	u.Tasks = rows
+	u.Charges = append(u.Charges, charges...)
+	u.SettledThrough = settledThrough(in)
+	return u
+}
 
+// planKeys mirrors the lifetime listing and returns it by key id.
+func planKeys(u *store.Plan, in planInput) map[string]upstream.Key {
 	lifetime := map[string]upstream.Key{}
 	for _, k := range in.lifetime.Keys {
 		lifetime[k.ID] = k
@@ -69,50 +82,18 @@ func buildPlan(in planInput) *store.Plan {
 			TotalRequests: storable(k.TotalRequests),
 		})
 	}
+	return lifetime
+}
 
-	// Per-key day rows, and the sums the guard needs.
-	windowSum := map[string]int64{}
-	for k, v := range in.settledTotals {
-		windowSum[k] = v
+// planUsage plans the per-key and per-purpose day rows, and runs the guard (docs/design.md,
+// "The guard"): a key whose day windows report more than its lifetime total is blocked.
+func planUsage(u *store.Plan, in planInput, lifetime map[string]upstream.Key) {
+	windowSum := maps.Clone(in.settledTotals)
+	if windowSum == nil {
+		windowSum = map[string]int64{}
 	}
-	cfDay := startOfDay(in.chargeFrom)
 	for _, w := range in.windows {
-		listed := map[string]bool{}
-		for _, k := range w.keys.Keys {
-			if k.TotalRequests == nil {
-				continue // "unknown" is not zero: the stored row stays
-			}
-			listed[k.ID] = true
-			if negative(k.TotalRequests) {
-				continue // inconsistent: not stored, and the key is blocked
-			}
-			purpose := k.Purpose
-			if lk, ok := lifetime[k.ID]; ok && lk.Purpose != "" {
-				purpose = lk.Purpose
-			}
-			u.Usage = append(u.Usage, store.UsageRow{KeyID: k.ID, Purpose: purpose, Day: w.day, Count: *k.TotalRequests})
-			windowSum[k.ID] += *k.TotalRequests
-			if lk, ok := lifetime[k.ID]; ok && lk.TotalRequests != nil && *k.TotalRequests > *lk.TotalRequests {
-				u.BlockedKeys[k.ID] = fmt.Sprintf("window %s reports %d requests, more than the key's lifetime total %d: the upstream's from/to totals are not range-scoped",
-					w.day.Format(time.DateOnly), *k.TotalRequests, *lk.TotalRequests)
-			}
-		}
-		// A key missing from a day's listing had no requests that day only if it was last used
-		// before the day began; otherwise its absence says nothing.
-		for _, k := range in.lifetime.Keys {
-			if listed[k.ID] {
-				continue
-			}
-			if k.LastUsedAt == nil || k.LastUsedAt.Before(w.day) {
-				u.ZeroUsage = append(u.ZeroUsage, store.KeyDay{KeyID: k.ID, Day: w.day})
-			}
-		}
-		for purpose, n := range w.purposes.RequestsByPurpose {
-			if n < 0 {
-				continue // inconsistent: the stored total stays
-			}
-			u.PurposeUsage = append(u.PurposeUsage, store.PurposeRow{Purpose: purpose, Day: w.day, Count: n})
-		}
+		planWindow(u, in, w, lifetime, windowSum)
 	}
 	for id, sum := range windowSum {
 		lk, ok := lifetime[id]
@@ -124,8 +105,52 @@ func buildPlan(in planInput) *store.Plan {
 				sum, *lk.TotalRequests)
 		}
 	}
+}
 
-	// Key charges: the chargeable total of each (key, day) window from CHARGE_FROM's day on.
+// planWindow plans one day's rows and adds each key's count to windowSum.
+func planWindow(u *store.Plan, in planInput, w window, lifetime map[string]upstream.Key, windowSum map[string]int64) {
+	listed := map[string]bool{}
+	for _, k := range w.keys.Keys {
+		if k.TotalRequests == nil {
+			continue // "unknown" is not zero: the stored row stays
+		}
+		listed[k.ID] = true
+		if negative(k.TotalRequests) {
+			continue // inconsistent: not stored, and the key is blocked
+		}
+		purpose := k.Purpose
+		if lk, ok := lifetime[k.ID]; ok && lk.Purpose != "" {
+			purpose = lk.Purpose
+		}
+		u.Usage = append(u.Usage, store.UsageRow{KeyID: k.ID, Purpose: purpose, Day: w.day, Count: *k.TotalRequests})
+		windowSum[k.ID] += *k.TotalRequests
+		if lk, ok := lifetime[k.ID]; ok && lk.TotalRequests != nil && *k.TotalRequests > *lk.TotalRequests {
+			u.BlockedKeys[k.ID] = fmt.Sprintf("window %s reports %d requests, more than the key's lifetime total %d: the upstream's from/to totals are not range-scoped",
+				w.day.Format(time.DateOnly), *k.TotalRequests, *lk.TotalRequests)
+		}
+	}
+	// A key missing from a day's listing had no requests that day only if it was last used
+	// before the day began; otherwise its absence says nothing.
+	for _, k := range in.lifetime.Keys {
+		if listed[k.ID] {
+			continue
+		}
+		if k.LastUsedAt == nil || k.LastUsedAt.Before(w.day) {
+			u.ZeroUsage = append(u.ZeroUsage, store.KeyDay{KeyID: k.ID, Day: w.day})
+		}
+	}
+	for purpose, n := range w.purposes.RequestsByPurpose {
+		if n < 0 {
+			continue // inconsistent: the stored total stays
+		}
+		u.PurposeUsage = append(u.PurposeUsage, store.PurposeRow{Purpose: purpose, Day: w.day, Count: n})
+	}
+}
+
+// planKeyCharges plans the key charges: the chargeable total of each (key, day) window from
+// CHARGE_FROM's day on, for keys the guard let through.
+func planKeyCharges(u *store.Plan, in planInput, lifetime map[string]upstream.Key) {
+	cfDay := startOfDay(in.chargeFrom)
 	for _, w := range in.windows {
 		if w.day.Before(cfDay) {
 			continue
@@ -144,7 +169,8 @@ func buildPlan(in planInput) *store.Plan {
 			lk, ok := lifetime[k.ID]
 			if !ok || lk.TotalRequests == nil {
 				// Revoked between the window and the lifetime listing: it cannot be checked, so
-				// it is not charged (docs/design.md, "The guard": charged keys are those still listed).
+				// it is not charged (docs/design.md, "The guard": charged keys are those still
+				// listed).
 				continue
 			}
 			d := w.day.Format(time.DateOnly)
@@ -154,16 +180,14 @@ func buildPlan(in planInput) *store.Plan {
 			})
 		}
 	}
+}
 
-	// Tasks: the part of the pass no chunk has applied yet.
-	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks, u.BlockedKeys)
-	u.Tasks = rows
-	u.Charges = append(u.Charges, charges...)
-
-	// A day is settled once it has been read at or after its end plus the settle lag. The mark
-	// advances only over days read back to back from the first unsettled one: a backlog pass reads
-	// its oldest days and today, and the gap between them must stay unsettled.
-	var settled *time.Time
+// settledThrough is the plan's settled mark. A day is settled once it has been read at or after
+// its end plus the settle lag. The mark advances only over days read back to back from the
+// first unsettled one: a backlog pass reads its oldest days and today, and the gap between them
+// must stay unsettled.
+func settledThrough(in planInput) *time.Time {
+	settled := in.settled
 	expect := firstUnsettled(in.chargeFrom, in.settled)
 	for _, w := range in.windows {
 		if !w.day.Equal(expect) || in.now.Before(w.day.Add(day+in.settleLag)) {
@@ -173,11 +197,7 @@ func buildPlan(in planInput) *store.Plan {
 		next := expect
 		settled = &next
 	}
-	if settled == nil {
-		settled = in.settled
-	}
-	u.SettledThrough = settled
-	return u
+	return settled
 }
 
 // planTasks turns listed tasks into their rows and the charges of those finished since

@@ -179,33 +179,61 @@ const (
 	outcomeAbandoned
 )
 
-// runCycle is RunCycle without its observer (observe.go).
+// runCycle is RunCycle without its observer (observe.go). Readers claim users and read them;
+// each hands its user's final transaction to a writer and claims the next user at once, so one
+// user's database work never holds up the next user's reads (see startWriters).
 func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) {
 	start := time.Now()
 	sum := Summary{RunID: newID()}
 	log := s.log.With(zap.String("run_id", sum.RunID))
+	req, err := s.startCycle(ctx, log, o, &sum)
+	if err != nil {
+		return sum, err
+	}
+	workers := s.opts.Concurrency
+	if o.UserID != "" {
+		workers = 1
+	}
+	t := newTally(&sum, log, start)
+	defer t.stop()
+	jobs, writers := s.startWriters(ctx, sum.RunID, workers, t)
+	var readers sync.WaitGroup
+	for range workers {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			s.claimLoop(ctx, log, req, o.UserID != "", jobs, t)
+		}()
+	}
+	readers.Wait()
+	close(jobs)
+	writers.Wait()
+	return s.endCycle(ctx, log, req, &sum, start, t.claimErr)
+}
+
+// startCycle enrols new profiles and, unless the run is for one user, joins or starts the
+// shared cycle; it returns what the run's claims ask for.
+func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, error) {
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
 	if o.UserID != "" {
 		ok, err := s.st.HasUser(ctx, o.UserID)
 		if err != nil {
-			return sum, fmt.Errorf("start cycle: %w", err)
+			return req, fmt.Errorf("start cycle: %w", err)
 		}
 		if !ok {
-			return sum, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
+			return req, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 		}
 	}
 	enrolled, err := s.st.Enrol(ctx, s.at())
 	if err != nil {
-		return sum, fmt.Errorf("start cycle: %w", err)
+		return req, fmt.Errorf("start cycle: %w", err)
 	}
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
 	// A run for one user (--user, a webhook) takes that user once, whichever cycle took it; every
 	// other run joins the cycle the other workers are in, so replicas split it (docs/cycles.md).
-	workers, cycle := s.opts.Concurrency, store.Cycle{}
-	if o.UserID != "" {
-		workers = 1
-	} else {
+	cycle := store.Cycle{}
+	if o.UserID == "" {
 		if cycle, err = s.st.JoinCycle(ctx, sum.RunID, s.at(), cycleJoinWindow); err != nil {
-			return sum, fmt.Errorf("start cycle: %w", err)
+			return req, fmt.Errorf("start cycle: %w", err)
 		}
 		req.Cycle, sum.Cycle = cycle.ID, cycle.ID
 	}
@@ -213,92 +241,110 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 		zap.Int64("cycle", cycle.ID), zap.Bool("joined", cycle.Joined), zap.Time("cycle_started_at", cycle.StartedAt),
 		zap.Bool("all", o.All), zap.String("only_user", o.UserID), zap.Bool("charge_enabled", s.opts.ChargeEnabled),
 		zap.Int("concurrency", s.opts.Concurrency))
+	return req, nil
+}
 
-	var (
-		mu       sync.Mutex
-		claimErr error
-		wg       sync.WaitGroup
-	)
-	progress := time.NewTicker(progressLogEvery)
-	defer progress.Stop()
-	record := func(user string, oc outcome, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		sum.Due++
-		switch oc {
-		case outcomeSynced:
-			sum.Synced++
-		case outcomeDegraded:
-			sum.Synced++
-			sum.Degraded++
-		case outcomeFailed:
-			sum.Failed++
-			sum.Failures = append(sum.Failures, UserFailure{UserID: user, Error: err.Error()})
-		case outcomeAbandoned:
-			sum.Abandoned++
-		}
-		select {
-		case <-progress.C:
-			log.Info("sync.cycle.progress", zap.Int("done", sum.Due), zap.Int("failed", sum.Failed),
-				zap.Duration("elapsed", time.Since(start)))
-		default:
-		}
+// tally counts a cycle's outcomes as readers and writers record them, and logs progress.
+type tally struct {
+	mu       sync.Mutex
+	sum      *Summary
+	log      *zap.Logger
+	start    time.Time
+	progress *time.Ticker
+	claimErr error // the claim error that ended the cycle early, if any
+}
+
+func newTally(sum *Summary, log *zap.Logger, start time.Time) *tally {
+	return &tally{sum: sum, log: log, start: start, progress: time.NewTicker(progressLogEvery)}
+}
+
+func (t *tally) stop() { t.progress.Stop() }
+
+// record counts one user's outcome.
+func (t *tally) record(user string, oc outcome, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sum := t.sum
+	sum.Due++
+	switch oc {
+	case outcomeSynced:
+		sum.Synced++
+	case outcomeDegraded:
+		sum.Synced++
+		sum.Degraded++
+	case outcomeFailed:
+		sum.Failed++
+		sum.Failures = append(sum.Failures, UserFailure{UserID: user, Error: err.Error()})
+	case outcomeAbandoned:
+		sum.Abandoned++
 	}
-	// Readers claim users and read them; each hands its user's final transaction to a writer and
-	// claims the next user at once, so one user's database work never holds up the next user's
-	// reads. The queue is as deep as there are readers: a reader waits only when every writer
-	// is busy and the queue is full, which bounds the plans held in memory. As many writers as
-	// readers: with half as many, a cold cycle's final transactions (every row new) fell behind
-	// and readers waited on the queue (2,000 users at 20 ms: 1.37 × the latency bound, against
-	// 1.21 with as many).
+	select {
+	case <-t.progress.C:
+		t.log.Info("sync.cycle.progress", zap.Int("done", sum.Due), zap.Int("failed", sum.Failed),
+			zap.Duration("elapsed", time.Since(t.start)))
+	default:
+	}
+}
+
+func (t *tally) claimFailed(err error) {
+	t.mu.Lock()
+	t.claimErr = err
+	t.mu.Unlock()
+}
+
+// startWriters starts the writers that run read users' final transactions. The queue is as deep
+// as there are readers: a reader waits only when every writer is busy and the queue is full,
+// which bounds the plans held in memory. As many writers as readers: with half as many, a cold
+// cycle's final transactions (every row new) fell behind and readers waited on the queue (2,000
+// users at 20 ms: 1.37 × the latency bound, against 1.21 with as many).
+func (s *Syncer) startWriters(ctx context.Context, runID string, n int, t *tally) (chan<- *finishJob, *sync.WaitGroup) {
 	jobs := make(chan *finishJob, s.opts.Concurrency)
 	var writers sync.WaitGroup
-	for range workers {
+	for range n {
 		writers.Add(1)
 		go func() {
 			defer writers.Done()
 			for j := range jobs {
-				oc, err := s.finish(ctx, sum.RunID, j)
-				record(j.lease.UserID, oc, err)
+				oc, err := s.finish(ctx, runID, j)
+				t.record(j.lease.UserID, oc, err)
 			}
 		}()
 	}
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				// The claim runs to completion even if shutdown starts meanwhile: a claim cut
-				// short can commit in the database unseen by the worker, leaving a lease nobody
-				// releases until it expires. A completed claim is released at once if cancelled.
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
-				lease, err := s.st.Claim(cctx, req)
-				cancel()
-				if err != nil {
-					if ctx.Err() == nil {
-						mu.Lock()
-						claimErr = err
-						mu.Unlock()
-					}
-					return
-				}
-				if lease == nil {
-					return
-				}
-				if job, oc, err := s.readLeased(ctx, log, sum.RunID, lease); job != nil {
-					jobs <- job
-				} else {
-					record(lease.UserID, oc, err)
-				}
-				if o.UserID != "" {
-					return
-				}
+	return jobs, &writers
+}
+
+// claimLoop is one reader: it claims the next due user, reads it and hands it to a writer, until
+// no user is left, shutdown starts, or a claim fails. A single-user run claims once.
+func (s *Syncer) claimLoop(ctx context.Context, log *zap.Logger, req store.ClaimRequest, single bool, jobs chan<- *finishJob, t *tally) {
+	for ctx.Err() == nil {
+		// The claim runs to completion even if shutdown starts meanwhile: a claim cut short can
+		// commit in the database unseen by the worker, leaving a lease nobody releases until it
+		// expires. A completed claim is released at once if cancelled.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		lease, err := s.st.Claim(cctx, req)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				t.claimFailed(err)
 			}
-		}()
+			return
+		}
+		if lease == nil {
+			return
+		}
+		if job, oc, err := s.readLeased(ctx, log, req.RunID, lease); job != nil {
+			jobs <- job
+		} else {
+			t.record(lease.UserID, oc, err)
+		}
+		if single {
+			return
+		}
 	}
-	wg.Wait()
-	close(jobs)
-	writers.Wait()
+}
+
+// endCycle counts the users left to other workers and logs the cycle's summary.
+func (s *Syncer) endCycle(ctx context.Context, log *zap.Logger, req store.ClaimRequest, sum *Summary, start time.Time, claimErr error) (Summary, error) {
 	if n, err := s.st.LeasedElsewhere(context.WithoutCancel(ctx), req); err == nil {
 		sum.Skipped = n
 	}
@@ -310,10 +356,10 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	if claimErr != nil {
 		// The error itself is logged once, by the caller that decides what it means.
 		log.Warn("sync.cycle.done", append(fields, zap.Bool("aborted", true))...)
-		return sum, fmt.Errorf("cycle %s: %w", sum.RunID, claimErr)
+		return *sum, fmt.Errorf("cycle %s: %w", sum.RunID, claimErr)
 	}
 	log.Info("sync.cycle.done", fields...)
-	return sum, nil
+	return *sum, nil
 }
 
 // finishJob is a user whose reads are done, waiting for its final transaction; its lease is
