@@ -18,22 +18,33 @@ func (s *Syncer) ServeRequests(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = RequestPollDefault
 	}
-	t := time.NewTicker(every)
+	tick(ctx, every, func() bool {
+		users, err := s.st.Requested(ctx, s.opts.Concurrency*requestBatchPerWorker, s.at())
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("sync.requests.poll_failed", zap.Error(err))
+			}
+			return true
+		}
+		s.syncRequested(ctx, users)
+		return true
+	})
+}
+
+// tick calls fn every d until ctx ends or fn returns false: the loop of the request poll and
+// of lease renewal.
+func tick(ctx context.Context, d time.Duration, fn func() bool) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		users, err := s.st.Requested(ctx, s.opts.Concurrency*requestBatchPerWorker, s.at())
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("sync.requests.poll_failed", zap.Error(err))
+			if !fn() {
+				return
 			}
-			continue
 		}
-		s.syncRequested(ctx, users)
 	}
 }
 

@@ -3,85 +3,23 @@ package syncer_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 )
 
-// dbProxy stands between the worker and PostgreSQL so a test can take the database away, as a
-// restart or a failover does, and bring it back.
-type dbProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-}
-
-func newDBProxy(t *testing.T, target string) *dbProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dbProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { ln.Close(); p.setDown(true) })
-	go p.serve()
-	return p
-}
-
-func (p *dbProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[s] = true, true
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
-	}
-}
-
-// setDown cuts every open connection and refuses new ones (true), or accepts again (false).
-func (p *dbProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-		p.conns = map[net.Conn]bool{}
-	}
-}
-
 // restart takes the database away as a restart does: it cuts every connection through the proxy
 // and ends the server processes behind them, waiting until they are gone. Cutting the sockets
 // alone is not enough: a server process can still execute a statement it had already been sent
 // (a claim, say) after the test has moved on, and lease a user behind its back.
-func (p *dbProxy) restart(ctx context.Context, direct *pgxpool.Pool) error {
+func restart(ctx context.Context, p *pgtest.Proxy, direct *pgxpool.Pool) error {
 	var before int
 	if err := direct.QueryRow(ctx, `
 		select count(*) from pg_stat_activity where datname = current_database() and application_name = $1`,
@@ -91,7 +29,7 @@ func (p *dbProxy) restart(ctx context.Context, direct *pgxpool.Pool) error {
 	if before == 0 {
 		return fmt.Errorf("no connection through the proxy is named %s: the restart would end nothing", proxiedApp)
 	}
-	p.setDown(true)
+	p.SetDown(true)
 	// pg_terminate_backend(pid, timeout) returns once the process has exited (false, with a
 	// warning, for one that exited by itself meanwhile), so the count afterwards says whether
 	// any is left. The proxied connections are told apart by their application_name.
@@ -120,12 +58,7 @@ const proxiedApp = "usage-sync-through-proxy"
 func TestDatabaseRestart(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{sim: simulator.Config{Seed: 32, Users: 3, KeysPerUser: 2, TasksPerUser: 3, HistoryDays: 2}})
-	cfg, err := pgconn.ParseConfig(e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newDBProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	dsn := strings.Replace(e.dsn, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), proxy.ln.Addr().String(), 1)
+	proxy, dsn := pgtest.NewProxy(t, e.dsn)
 	if strings.Contains(dsn, "?") {
 		dsn += "&application_name=" + proxiedApp
 	} else {
@@ -144,7 +77,7 @@ func TestDatabaseRestart(t *testing.T) {
 		restartErr error
 	)
 	s.SetHooks(&syncer.Hooks{BeforeApply: func(context.Context, string) error {
-		once.Do(func() { restartErr = proxy.restart(context.Background(), e.st.Pool()) })
+		once.Do(func() { restartErr = restart(context.Background(), proxy, e.st.Pool()) })
 		return nil
 	}})
 	sum, err := s.RunCycle(context.Background(), syncer.CycleOptions{})
@@ -158,7 +91,7 @@ func TestDatabaseRestart(t *testing.T) {
 	if _, err := s.RunCycle(context.Background(), syncer.CycleOptions{}); err == nil || !store.IsUnavailable(err) && !strings.Contains(err.Error(), "connect") {
 		t.Fatalf("cycle against a downed database: %v", err)
 	}
-	proxy.setDown(false)
+	proxy.SetDown(false)
 	e.checkInvariants(false)
 	// Leases the downed database could not release run out (SYNC_LEASE_TTL); then all is synced.
 	if _, err := e.st.Pool().Exec(context.Background(), `update sync_state set lease_expires_at = $1::timestamptz - interval '1 second' where lease_owner is not null`, e.clock.Now()); err != nil {

@@ -451,27 +451,21 @@ func (s *Syncer) finish(ctx context.Context, runID string, j *finishJob) (outcom
 
 // renew extends the lease every third of its TTL until ctx ends; a lost lease stops the sync.
 func (s *Syncer) renew(ctx context.Context, log *zap.Logger, lease *store.Lease, lost chan<- struct{}, stop context.CancelFunc) {
-	t := time.NewTicker(s.opts.LeaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			err := s.st.Renew(ctx, lease, s.opts.LeaseTTL)
-			if errors.Is(err, store.ErrLeaseLost) {
-				close(lost)
-				stop()
-				return
-			}
-			if err != nil && ctx.Err() == nil {
-				log.Warn("sync.lease.renew_failed", zap.Error(err))
-			}
-			if err == nil && s.hooks != nil && s.hooks.AfterRenew != nil {
-				s.hooks.AfterRenew(lease.UserID)
-			}
+	tick(ctx, s.opts.LeaseTTL/3, func() bool {
+		err := s.st.Renew(ctx, lease, s.opts.LeaseTTL)
+		if errors.Is(err, store.ErrLeaseLost) {
+			close(lost)
+			stop()
+			return false
 		}
-	}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("sync.lease.renew_failed", zap.Error(err))
+		}
+		if err == nil && s.hooks != nil && s.hooks.AfterRenew != nil {
+			s.hooks.AfterRenew(lease.UserID)
+		}
+		return true
+	})
 }
 
 // fail records a failed sync in sync_state with its backoff and logs it once.
