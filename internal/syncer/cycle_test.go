@@ -321,6 +321,52 @@ func TestFakeClockDayBoundaryAndSettleLag(t *testing.T) {
 	e.checkInvariants(true)
 }
 
+// The task side runs on the same clock, years from the database's: a task first seen finished
+// without a finished_at is stamped with the clock's now, and the revision sweep is due on the
+// clock (REVISION_INTERVAL after the last one), not on the database's now().
+func TestFakeClockTasksAndRevisionSweeps(t *testing.T) {
+	t.Parallel()
+	d := time.Date(2033, 2, 14, 0, 0, 0, 0, time.UTC)
+	e := setup(t, envConfig{
+		start: d.Add(12 * time.Hour),
+		sim:   simulator.Config{Seed: 65, Users: -1, KeysPerUser: -1, TasksPerUser: -1},
+		opts:  syncer.Options{ChargeFrom: &d, RevisionInterval: time.Hour},
+	})
+	const u = "6f1c7a52-3b6e-4d0e-9a51-2f0c1b7d9e02"
+	e.sim.AddUser(u)
+	e.addProfile(u, 1000)
+	e.sim.AddTask(u, simulator.Task{ID: taskID(0), CreatedAt: d.Add(11 * time.Hour), Emails: 2, Done: 2, Finished: true,
+		Results: map[string]int64{"valid": 2}})
+	at := func(sql string) time.Time {
+		t.Helper()
+		var v time.Time
+		if err := e.st.Pool().QueryRow(context.Background(), sql, u).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return v.UTC()
+	}
+	s := e.syncer()
+	e.cycle(s, syncer.CycleOptions{All: true})
+	first := e.clock.Now()
+	if got := at(`select finished_at from tasks where user_id = $1`); !got.Equal(first) {
+		t.Fatalf("finished_at %s, want the clock's %s (first seen finished)", got, first)
+	}
+	if got := at(`select revision_swept_at from sync_state where user_id = $1`); !got.Equal(first) {
+		t.Fatalf("revision_swept_at %s, want the clock's %s", got, first)
+	}
+	e.clock.Add(59 * time.Minute)
+	e.cycle(s, syncer.CycleOptions{All: true})
+	if got := at(`select revision_swept_at from sync_state where user_id = $1`); !got.Equal(first) {
+		t.Fatalf("swept again at %s, within REVISION_INTERVAL of %s on the clock", got, first)
+	}
+	e.clock.Add(time.Minute)
+	e.cycle(s, syncer.CycleOptions{All: true})
+	if got, want := at(`select revision_swept_at from sync_state where user_id = $1`), e.clock.Now(); !got.Equal(want) {
+		t.Fatalf("revision_swept_at %s once REVISION_INTERVAL passed on the clock, want %s", got, want)
+	}
+	e.checkInvariants(true)
+}
+
 // A sync that outlasts its cycle keeps the cycle open only for the join window: a run starting
 // within it joins (a late replica: it claims nothing, the user in flight is skipped); a run
 // starting after it, at the next tick, starts a new cycle and syncs the other users again rather

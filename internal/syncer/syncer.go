@@ -50,8 +50,9 @@ type Options struct {
 	ChargeFrom         *time.Time // nil → each user's enrolment
 	WorkerID           string
 	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
-	// backoff and cycles use the database's now(), the one clock every replica shares. Tests set
-	// it, and then everything that decides time runs on it, in Go and in SQL.
+	// backoff, cycles, revision sweeps and the revision window use the database's now(), the one
+	// clock every replica shares. Tests set it, and then everything that decides time runs on
+	// it, in Go and in SQL.
 	Now      func() time.Time
 	Observer Observer // nil: nothing observes (see observe.go)
 
