@@ -76,18 +76,44 @@ func (s *Store) Charge(ctx context.Context, charges []Charge, shadow bool) (Char
 // The locks make "read what was charged, then charge the rest" atomic across workers; the
 // ledger's unique key is the second line of defence (a duplicate is "already done").
 func chargeTx(ctx context.Context, tx pgx.Tx, charges []Charge, shadow bool) (ChargeResult, error) {
-	var res ChargeResult
 	if len(charges) == 0 {
-		return res, nil
+		return ChargeResult{}, nil
 	}
-	users := make([]string, 0, 8)
-	seen := map[string]bool{}
+	in, err := chargeColumns(charges)
+	if err != nil {
+		return ChargeResult{}, err
+	}
+	if err := lockCharging(ctx, tx, in.users); err != nil {
+		return ChargeResult{}, err
+	}
+	prefix := ""
+	if shadow {
+		prefix = ShadowPrefix
+	}
+	rows, err := tx.Query(ctx, chargeSQL, in.uids, in.fams, in.subjects, in.totals, in.metas, prefix, shadow)
+	if err != nil {
+		return ChargeResult{}, fmt.Errorf("post charges: %w", err)
+	}
+	defer rows.Close()
+	return scanPosted(rows)
+}
+
+// chargeInput is a batch of charges as the columns chargeSQL unnests, and its users in order.
+type chargeInput struct {
+	users                       []string
+	uids, fams, subjects, metas []string
+	totals                      []int64
+}
+
+func chargeColumns(charges []Charge) (chargeInput, error) {
 	n := len(charges)
-	uids, fams, subjects, totals, metas := make([]string, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n)
+	in := chargeInput{uids: make([]string, n), fams: make([]string, n), subjects: make([]string, n),
+		metas: make([]string, n), totals: make([]int64, n)}
+	seen := map[string]bool{}
 	for i, c := range charges {
 		if !seen[c.UserID] {
 			seen[c.UserID] = true
-			users = append(users, c.UserID)
+			in.users = append(in.users, c.UserID)
 		}
 		m := c.Meta
 		if m == nil {
@@ -95,28 +121,35 @@ func chargeTx(ctx context.Context, tx pgx.Tx, charges []Charge, shadow bool) (Ch
 		}
 		b, err := json.Marshal(m)
 		if err != nil {
-			return res, fmt.Errorf("charge meta for %s: %w", c.Subject, err)
+			return in, fmt.Errorf("charge meta for %s: %w", c.Subject, err)
 		}
-		uids[i], fams[i], subjects[i], totals[i], metas[i] = c.UserID, string(c.Family), c.Subject, c.Total, string(b)
+		in.uids[i], in.fams[i], in.subjects[i], in.totals[i], in.metas[i] = c.UserID, string(c.Family), c.Subject, c.Total, string(b)
 	}
-	sort.Strings(users)
+	sort.Strings(in.users)
+	return in, nil
+}
+
+// chargeLockClass is the first key of the charging advisory locks ("USCC" in ASCII), which keeps them
+// apart from other applications' advisory locks on the same database.
+const chargeLockClass int32 = 1431520067
+
+// lockCharging takes each user's charging lock and user_credits row, in user order so that two
+// batches cannot deadlock.
+func lockCharging(ctx context.Context, tx pgx.Tx, users []string) error {
 	if _, err := tx.Exec(ctx, `
-		select pg_advisory_xact_lock(1431520067, hashtext(u)) from unnest($1::text[]) as u order by u`, users); err != nil {
-		return res, fmt.Errorf("lock charging for %d users: %w", len(users), err)
+		select pg_advisory_xact_lock($2, hashtext(u)) from unnest($1::text[]) as u order by u`, users, chargeLockClass); err != nil {
+		return fmt.Errorf("lock charging for %d users: %w", len(users), err)
 	}
 	if _, err := tx.Exec(ctx, `
 		select 1 from user_credits where user_id = any($1::uuid[]) order by user_id for update`, users); err != nil {
-		return res, fmt.Errorf("lock balances: %w", err)
+		return fmt.Errorf("lock balances: %w", err)
 	}
-	prefix := ""
-	if shadow {
-		prefix = ShadowPrefix
-	}
-	rows, err := tx.Query(ctx, chargeSQL, uids, fams, subjects, totals, metas, prefix, shadow)
-	if err != nil {
-		return res, fmt.Errorf("post charges: %w", err)
-	}
-	defer rows.Close()
+	return nil
+}
+
+// scanPosted reads chargeSQL's rows: the ledger rows posted, and the revisions down it refused.
+func scanPosted(rows pgx.Rows) (ChargeResult, error) {
+	var res ChargeResult
 	for rows.Next() {
 		var (
 			kind string

@@ -281,55 +281,68 @@ func (s *Syncer) readTasks(ctx context.Context, log *zap.Logger, user string, pa
 		after := watermark.Add(-s.opts.TaskOverlap)
 		q.CreatedAfter = &after
 	}
-	ids := idSet{}
-	stalled := 0
-	maxCount := s.opts.MaxTaskPages * taskPageSize
+	b := taskBounds{maxPages: s.opts.MaxTaskPages, ids: idSet{}}
 	for {
-		if pages >= s.opts.MaxTaskPages {
-			return seen, pages, &PagingError{Kind: KindTasksPageCap, Pages: pages,
-				Detail: fmt.Sprintf("more than %d pages in one pass without reaching the end", s.opts.MaxTaskPages)}
+		if b.pages >= b.maxPages {
+			return b.seen, b.pages, &PagingError{Kind: KindTasksPageCap, Pages: b.pages,
+				Detail: fmt.Sprintf("more than %d pages in one pass without reaching the end", b.maxPages)}
 		}
 		page, err := s.up.ListTasks(ctx, user, q)
 		if err != nil {
-			return seen, pages, fmt.Errorf("task page at offset %d: %w", q.Offset, err)
+			return b.seen, b.pages, fmt.Errorf("task page at offset %d: %w", q.Offset, err)
 		}
-		pages++
-		if page.Count > maxCount {
-			return seen, pages, &PagingError{Kind: KindTasksCountAbsurd, Pages: pages, Count: page.Count,
-				Detail: fmt.Sprintf("the upstream claims %d tasks, more than one pass may list (%d pages of %d)", page.Count, s.opts.MaxTaskPages, taskPageSize)}
-		}
-		fresh := 0
-		for _, t := range page.Tasks {
-			if ids.add(t.ID) {
-				fresh++
-			}
-		}
-		seen += fresh
-		got := len(page.Tasks) + page.Dropped
-		if got > 0 && fresh == 0 {
-			stalled++
-			if stalled >= taskStallPagesDefault {
-				return seen, pages, &PagingError{Kind: KindTasksNoProgress, Pages: pages, Count: page.Count,
-					Detail: fmt.Sprintf("%d pages in a row brought no task not already seen", stalled)}
-			}
-		} else {
-			stalled = 0
+		if err := b.add(page); err != nil {
+			return b.seen, b.pages, err
 		}
 		if len(page.Tasks) > 0 {
 			if err := emit(ctx, page.Tasks); err != nil {
-				return seen, pages, err
+				return b.seen, b.pages, err
 			}
 		}
+		got := len(page.Tasks) + page.Dropped
 		q.Offset += got
 		// Without a count (the field is optional) a short page is the last one.
 		if got == 0 || (page.Count > 0 && q.Offset >= page.Count) || (page.Count <= 0 && got < q.Limit) {
-			break
+			return b.seen, b.pages, nil
 		}
-		if pages%taskProgressLogPages == 0 {
-			log.Info("sync.tasks.progress", zap.Int("pages", pages), zap.Int("tasks", seen), zap.Int("count", page.Count))
+		if b.pages%taskProgressLogPages == 0 {
+			log.Info("sync.tasks.progress", zap.Int("pages", b.pages), zap.Int("tasks", b.seen), zap.Int("count", page.Count))
 		}
 	}
-	return seen, pages, nil
+}
+
+// taskBounds counts one task pass's pages and the ids they brought, and says when the pass must
+// stop (docs/scale.md).
+type taskBounds struct {
+	maxPages, pages, seen, stalled int
+	ids                            idSet
+}
+
+// add counts a page; a *PagingError says the pass cannot end well: the upstream claims more
+// tasks than the cap can list, or pages in a row brought nothing new.
+func (b *taskBounds) add(page upstream.TaskPage) error {
+	b.pages++
+	if maxCount := b.maxPages * taskPageSize; page.Count > maxCount {
+		return &PagingError{Kind: KindTasksCountAbsurd, Pages: b.pages, Count: page.Count,
+			Detail: fmt.Sprintf("the upstream claims %d tasks, more than one pass may list (%d pages of %d)", page.Count, b.maxPages, taskPageSize)}
+	}
+	fresh := 0
+	for _, t := range page.Tasks {
+		if b.ids.add(t.ID) {
+			fresh++
+		}
+	}
+	b.seen += fresh
+	if len(page.Tasks)+page.Dropped == 0 || fresh > 0 {
+		b.stalled = 0
+		return nil
+	}
+	b.stalled++
+	if b.stalled >= taskStallPagesDefault {
+		return &PagingError{Kind: KindTasksNoProgress, Pages: b.pages, Count: page.Count,
+			Detail: fmt.Sprintf("%d pages in a row brought no task not already seen", b.stalled)}
+	}
+	return nil
 }
 
 func logCharges(log *zap.Logger, r store.ChargeResult, shadow bool) {
