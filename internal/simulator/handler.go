@@ -411,16 +411,16 @@ const (
 	maxLimit     = 100
 )
 
-// listTasks filters created_after < created_at < created_before, both bounds exclusive, and
-// sorts newest first (ties by id): the real order is undocumented, and this one shifts pages
-// when tasks arrive mid-pass, as a worker must cope with.
-func (s *Sim) listTasks(u *user, r *http.Request, now time.Time) reply {
+// listQuery reads a task listing's created_after, created_before, limit and offset, with a
+// message per bad field.
+func listQuery(r *http.Request) (times [2]time.Time, limit, offset int, bad map[string]string) {
 	q := r.URL.Query()
 	ts, bad := parseTimes(q, "created_after", "created_before")
 	if bad == nil {
 		bad = make(map[string]string)
 	}
-	limit, offset := defaultLimit, 0
+	copy(times[:], ts)
+	limit = defaultLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxLimit {
@@ -435,6 +435,14 @@ func (s *Sim) listTasks(u *user, r *http.Request, now time.Time) reply {
 		}
 		offset = n
 	}
+	return times, limit, offset, bad
+}
+
+// listTasks filters created_after < created_at < created_before, both bounds exclusive, and
+// sorts newest first (ties by id): the real order is undocumented, and this one shifts pages
+// when tasks arrive mid-pass, as a worker must cope with.
+func (s *Sim) listTasks(u *user, r *http.Request, now time.Time) reply {
+	ts, limit, offset, bad := listQuery(r)
 	if len(bad) > 0 {
 		return fieldsReply(bad)
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -94,26 +93,7 @@ func (x *Series) listTasks(u *user, r *http.Request, now time.Time) reply {
 	if !ok {
 		return x.sim.listTasks(u, r, now)
 	}
-	q := r.URL.Query()
-	times, bad := parseTimes(q, "created_after", "created_before")
-	if bad == nil {
-		bad = make(map[string]string)
-	}
-	limit, offset := defaultLimit, 0
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			bad["limit"] = fmt.Sprintf("must be an integer from 1 to %d", maxLimit)
-		}
-		limit = n
-	}
-	if v := q.Get("offset"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			bad["offset"] = "must be an integer of at least 0"
-		}
-		offset = n
-	}
+	times, limit, offset, bad := listQuery(r)
 	if len(bad) > 0 {
 		return fieldsReply(bad)
 	}
