@@ -140,7 +140,8 @@ func scrapeValues(t *testing.T, m *metrics.Metrics) map[string]float64 {
 func realRun(t *testing.T) (first, second map[string]float64) {
 	t.Helper()
 	ctx := context.Background()
-	st, _ := pgtest.Open(t, pgtest.Plain)
+	st, dsn := pgtest.Open(t, pgtest.Plain)
+	db := pgtest.Pool(t, dsn)
 	sim := simulator.New(simulator.Config{Seed: 91, Users: 4, KeysPerUser: 2, TasksPerUser: 2, HistoryDays: 2, AdminToken: "adm"})
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
@@ -150,10 +151,10 @@ func realRun(t *testing.T) (first, second map[string]float64) {
 		if i == 3 {
 			balance = 1
 		}
-		if _, err := st.Pool().Exec(ctx, `insert into profiles (user_id) values ($1)`, id); err != nil {
+		if _, err := db.Exec(ctx, `insert into profiles (user_id) values ($1)`, id); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Pool().Exec(ctx, `insert into user_credits (user_id, credits_remaining) values ($1, $2)`, id, balance); err != nil {
+		if _, err := db.Exec(ctx, `insert into user_credits (user_id, credits_remaining) values ($1, $2)`, id, balance); err != nil {
 			t.Fatal(err)
 		}
 	}

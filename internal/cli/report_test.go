@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/usage-sync/usage-sync/internal/pgtest"
-	"github.com/usage-sync/usage-sync/internal/store"
 )
 
 func TestReport(t *testing.T) {
@@ -15,22 +13,17 @@ func TestReport(t *testing.T) {
 	dsn := pgtest.MigratedDB(t, pgtest.Plain)
 	const u = "33333333-0000-4000-8000-000000000001"
 	today := time.Now().UTC().Format(time.DateOnly)
+	// The ledger row is what charging k1's 12 requests of today against a balance of 10 leaves
+	// (12 charged, 10 debited, 0 credits after): the report only reads it, so it is written here
+	// as a row rather than by a charge (the charging itself is tested in the store and syncer).
 	pgtest.Exec(t, dsn, `
 		insert into profiles (user_id) values ('`+u+`');
-		insert into user_credits (user_id, credits_remaining) values ('`+u+`', 10);
+		insert into user_credits (user_id, credits_remaining) values ('`+u+`', 0);
 		insert into api_usage (user_id, api_key_id, purpose, count, period_start, period_end, origin) values
 		  ('`+u+`', 'k1', 'zapier', 12, '`+today+`', '`+today+`'::date + 1, 'usage-sync'),
-		  ('`+u+`', null, 'zapier', 15, '`+today+`', '`+today+`'::date + 1, 'usage-sync');`)
-	st, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = st.Charge(context.Background(), []store.Charge{{UserID: u, Family: store.FamilyKey, Subject: "k1/" + today, Total: 12,
-		Meta: map[string]any{"key_id": "k1", "day": today}}}, false)
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+		  ('`+u+`', null, 'zapier', 15, '`+today+`', '`+today+`'::date + 1, 'usage-sync');
+		insert into credit_ledger (user_id, source, source_id, subject, amount, debited, credits_after, meta) values
+		  ('`+u+`', 'key_requests', 'k1/`+today+`/12', 'k1/`+today+`', 12, 10, 0, '{"key_id": "k1", "day": "`+today+`"}');`)
 	r := run(t, env(dsn), "report", "--user", u, "--days", "2")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)

@@ -11,8 +11,8 @@ import (
 // BenchmarkScrape is one /metrics gather with 10,000 enrolled users, the oldest-success query
 // at scrape time included: what a scrape costs the database and the process.
 func BenchmarkScrape(b *testing.B) {
-	st, _ := pgtest.Open(b, pgtest.Plain)
-	if _, err := st.Pool().Exec(context.Background(), `
+	st, dsn := pgtest.Open(b, pgtest.Plain)
+	if _, err := pgtest.Pool(b, dsn).Exec(context.Background(), `
 		with p as (insert into profiles (user_id) select gen_random_uuid() from generate_series(1, 10000) returning user_id)
 		insert into sync_state (user_id, enrolled_at, last_success_at)
 		select user_id, now() - interval '2 days', now() - random() * interval '1 hour' from p;

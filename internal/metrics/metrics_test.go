@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -14,7 +15,6 @@ import (
 	"github.com/usage-sync/usage-sync/internal/metrics"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
-	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
@@ -66,10 +66,10 @@ func (s scrape) sum(name string, match ...string) float64 {
 	return total
 }
 
-func q(t *testing.T, st *store.Store, sql string, args ...any) float64 {
+func q(t *testing.T, db *pgxpool.Pool, sql string, args ...any) float64 {
 	t.Helper()
 	var v float64
-	if err := st.Pool().QueryRow(context.Background(), sql, args...).Scan(&v); err != nil {
+	if err := db.QueryRow(context.Background(), sql, args...).Scan(&v); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return v
@@ -81,7 +81,8 @@ func q(t *testing.T, st *store.Store, sql string, args ...any) float64 {
 func TestMetricsAfterRealCycles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, _ := pgtest.Open(t, pgtest.Plain)
+	st, dsn := pgtest.Open(t, pgtest.Plain)
+	db := pgtest.Pool(t, dsn)
 	sim := simulator.New(simulator.Config{Seed: 71, Users: 4, KeysPerUser: 2, TasksPerUser: 3, HistoryDays: 2, AdminToken: "adm-secret"})
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
@@ -91,15 +92,15 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 		if i == 3 {
 			balance = 5 // shortfall
 		}
-		if _, err := st.Pool().Exec(ctx, `insert into profiles (user_id) values ($1); `, u); err != nil {
+		if _, err := db.Exec(ctx, `insert into profiles (user_id) values ($1); `, u); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Pool().Exec(ctx, `insert into user_credits (user_id, credits_remaining) values ($1, $2)`, u, balance); err != nil {
+		if _, err := db.Exec(ctx, `insert into user_credits (user_id, credits_remaining) values ($1, $2)`, u, balance); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A sync_state row of a user no longer in profiles, enrolled long ago: not counted in the age.
-	if _, err := st.Pool().Exec(ctx, `insert into sync_state (user_id, enrolled_at) values (gen_random_uuid(), now() - interval '30 days')`); err != nil {
+	if _, err := db.Exec(ctx, `insert into sync_state (user_id, enrolled_at) values (gen_random_uuid(), now() - interval '30 days')`); err != nil {
 		t.Fatal(err)
 	}
 	sim.SetFault(users[0], simulator.Fault{Status: 429, Times: 2})
@@ -121,7 +122,7 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 		t.Fatalf("live cycle: %+v, %v", sum, err)
 	}
 	// users[2] was enrolled an hour ago and never succeeded: it is the oldest.
-	if _, err := st.Pool().Exec(ctx, `update sync_state set enrolled_at = now() - interval '1 hour' where user_id = $1`, users[2]); err != nil {
+	if _, err := db.Exec(ctx, `update sync_state set enrolled_at = now() - interval '1 hour' where user_id = $1`, users[2]); err != nil {
 		t.Fatal(err)
 	}
 	opts.ChargeEnabled = false // shadow rows now: counted by source, never in the credit totals
@@ -177,7 +178,7 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 	}
 
 	// The ledger, source by source, and the credit totals without the shadow rows.
-	rows, err := st.Pool().Query(ctx, `select source, count(*)::float8 from credit_ledger group by source`)
+	rows, err := db.Query(ctx, `select source, count(*)::float8 from credit_ledger group by source`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 		t.Errorf("sources in the ledger without a metric: %v", dbSources)
 	}
 	live := `from credit_ledger where source not like 'shadow:%'`
-	charged, debited := q(t, st, `select coalesce(sum(amount), 0)::float8 `+live), q(t, st, `select coalesce(sum(debited), 0)::float8 `+live)
+	charged, debited := q(t, db, `select coalesce(sum(amount), 0)::float8 `+live), q(t, db, `select coalesce(sum(debited), 0)::float8 `+live)
 	if got := s.sum("usage_sync_credits_charged_total"); got != charged {
 		t.Errorf("charged %v, ledger %v", got, charged)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/migrations"
@@ -142,6 +143,18 @@ func Open(t testing.TB, flavor Flavor) (*store.Store, string) {
 	}
 	t.Cleanup(st.Close)
 	return st, dsn
+}
+
+// Pool returns a pgx pool of the test's own on the database at dsn, closed when the test ends:
+// tests seed and inspect rows through it, so the store exposes no connection of its own.
+func Pool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	p, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("open test pool: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
 
 func dropDB(t testing.TB, name string) {

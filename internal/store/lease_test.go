@@ -12,7 +12,7 @@ import (
 func TestLeasesFenceAStaleWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, users := setup(t, 10)
+	st, db, users := setup(t, 10)
 	if _, err := st.Enrol(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestLeasesFenceAStaleWorker(t *testing.T) {
 		t.Fatalf("LeasedElsewhere = %d, want 1", n)
 	}
 	// a stalls past its lease (as a crashed or paused worker would); b takes the user over.
-	if _, err := st.Pool().Exec(ctx, `update sync_state set lease_expires_at = now() - interval '1 second'`); err != nil {
+	if _, err := db.Exec(ctx, `update sync_state set lease_expires_at = now() - interval '1 second'`); err != nil {
 		t.Fatal(err)
 	}
 	b, err := st.Claim(ctx, req("b"))
@@ -47,7 +47,7 @@ func TestLeasesFenceAStaleWorker(t *testing.T) {
 	if _, err := st.RecordFailure(ctx, a, store.Failure{Error: "x", Backoff: time.Minute}); !errors.Is(err, store.ErrLeaseLost) {
 		t.Fatalf("stale worker's failure record = %v, want ErrLeaseLost", err)
 	}
-	if n := balance(t, st, users[0]); n != 10 {
+	if n := balance(t, db, users[0]); n != 10 {
 		t.Fatalf("the stale worker's charges landed: balance %d", n)
 	}
 	res, err := st.Apply(ctx, b, &store.Plan{RunID: "b", Charges: charge})
@@ -65,9 +65,8 @@ func TestTransactionPoolerModeRunsWithoutPreparedStatements(t *testing.T) {
 		t.Fatalf("port 5432 resolves to %q", got)
 	}
 	ctx := context.Background()
-	st0, users := setup(t, 5)
-	_ = st0
-	dsn := st0.Pool().Config().ConnString()
+	_, db, users := setup(t, 5)
+	dsn := db.Config().ConnString()
 	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 1, PoolMode: "transaction"}) // one connection: the check below sees the one that charged
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +79,8 @@ func TestTransactionPoolerModeRunsWithoutPreparedStatements(t *testing.T) {
 	if err != nil || res.Debited != 4 {
 		t.Fatalf("charge in transaction mode: %+v %v", res, err)
 	}
+	// The store's own pool, not the test's: it is the store's one connection that must hold no
+	// prepared statement.
 	var prepared int
 	if err := st.Pool().QueryRow(ctx, `select count(*) from pg_prepared_statements`).Scan(&prepared); err != nil || prepared != 0 {
 		t.Fatalf("%d prepared statements on a transaction-mode connection (%v)", prepared, err)
@@ -93,7 +94,7 @@ func TestTransactionPoolerModeRunsWithoutPreparedStatements(t *testing.T) {
 func TestRenewalNeverWaitsOnTheFence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, users := setup(t, 10)
+	st, db, users := setup(t, 10)
 	if _, err := st.Enrol(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestRenewalNeverWaitsOnTheFence(t *testing.T) {
 		t.Fatalf("renewal while the worker's own transaction holds the fence: %v", err)
 	}
 	// Even past its expiry, a fenced row is skipped by another worker's claim, not taken.
-	if _, err := st.Pool().Exec(ctx, `update sync_state set lease_expires_at = now() - interval '1 second' where user_id = $1`, users[0]); err != nil {
+	if _, err := db.Exec(ctx, `update sync_state set lease_expires_at = now() - interval '1 second' where user_id = $1`, users[0]); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := st.Claim(rctx, req("b")); err != nil || b != nil {

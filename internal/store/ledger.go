@@ -55,17 +55,6 @@ type ChargeResult struct {
 // Shortfall is the usage posted but not covered by the balance.
 func (r ChargeResult) Shortfall() int64 { return r.Amount - r.Debited }
 
-// Charge applies a batch in its own transaction.
-func (s *Store) Charge(ctx context.Context, charges []Charge, shadow bool) (ChargeResult, error) {
-	var res ChargeResult
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		res, err = chargeTx(ctx, tx, charges, shadow)
-		return err
-	})
-	return res, err
-}
-
 // chargeTx posts a batch of charges, for any number of users, in two statements:
 //  1. lock each user's charging (a transaction advisory lock, taken in user order so two batches
 //     cannot deadlock) and their user_credits rows;

@@ -6,31 +6,35 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/store"
 )
 
-// setup returns a store on a fresh database with users holding the given balances.
-func setup(t testing.TB, balances ...int) (*store.Store, []string) {
+// setup returns a store on a fresh database with users holding the given balances, and the
+// test's own pool on that database for seeding and inspecting rows.
+func setup(t testing.TB, balances ...int) (*store.Store, *pgxpool.Pool, []string) {
 	t.Helper()
-	st, _ := pgtest.Open(t, pgtest.Plain)
+	st, dsn := pgtest.Open(t, pgtest.Plain)
+	db := pgtest.Pool(t, dsn)
 	users := make([]string, len(balances))
 	for i, b := range balances {
 		users[i] = fmt.Sprintf("22222222-0000-4000-8000-%012d", i+1)
-		_, err := st.Pool().Exec(context.Background(), `
+		_, err := db.Exec(context.Background(), `
 			with p as (insert into profiles (user_id) values ($1))
 			insert into user_credits (user_id, credits_remaining) values ($1, $2)`, users[i], b)
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	return st, users
+	return st, db, users
 }
 
-func balance(t testing.TB, st *store.Store, user string) int64 {
+func balance(t testing.TB, db *pgxpool.Pool, user string) int64 {
 	t.Helper()
 	var b int64
-	if err := st.Pool().QueryRow(context.Background(), `select credits_remaining from user_credits where user_id = $1`, user).Scan(&b); err != nil {
+	if err := db.QueryRow(context.Background(), `select credits_remaining from user_credits where user_id = $1`, user).Scan(&b); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -38,10 +42,10 @@ func balance(t testing.TB, st *store.Store, user string) int64 {
 
 type ledgerSums struct{ rows, amount, debited int64 }
 
-func sums(t testing.TB, st *store.Store, user, sourceLike string) ledgerSums {
+func sums(t testing.TB, db *pgxpool.Pool, user, sourceLike string) ledgerSums {
 	t.Helper()
 	var s ledgerSums
-	err := st.Pool().QueryRow(context.Background(), `
+	err := db.QueryRow(context.Background(), `
 		select count(*), coalesce(sum(amount), 0), coalesce(sum(debited), 0) from credit_ledger
 		where user_id = $1 and source like $2`, user, sourceLike).Scan(&s.rows, &s.amount, &s.debited)
 	if err != nil {
@@ -53,7 +57,7 @@ func sums(t testing.TB, st *store.Store, user, sourceLike string) ledgerSums {
 func TestChargeIncrementsReplaysAndShortfall(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, users := setup(t, 100)
+	st, db, users := setup(t, 100)
 	u := users[0]
 	key := func(total int64) store.Charge {
 		return store.Charge{UserID: u, Family: store.FamilyKey, Subject: "k1/2026-11-20", Total: total}
@@ -87,19 +91,19 @@ func TestChargeIncrementsReplaysAndShortfall(t *testing.T) {
 			t.Fatalf("%s: posted %d rows, amount %d, debited %d, %d revisions down; want %d, %d, %d, %d",
 				s.name, len(res.Posted), res.Amount, res.Debited, len(res.Revisions), s.wantPosted, s.wantAmount, s.wantDebited, s.wantRevisionDown)
 		}
-		if b := balance(t, st, u); b != s.wantBalance {
+		if b := balance(t, db, u); b != s.wantBalance {
 			t.Fatalf("%s: balance %d, want %d", s.name, b, s.wantBalance)
 		}
 	}
-	all := sums(t, st, u, "%")
-	if all.debited != 100-balance(t, st, u) {
-		t.Fatalf("I1 broken: debited %d, balance moved by %d", all.debited, 100-balance(t, st, u))
+	all := sums(t, db, u, "%")
+	if all.debited != 100-balance(t, db, u) {
+		t.Fatalf("I1 broken: debited %d, balance moved by %d", all.debited, 100-balance(t, db, u))
 	}
-	if k := sums(t, st, u, "key_requests"); k.amount != 90 {
+	if k := sums(t, db, u, "key_requests"); k.amount != 90 {
 		t.Fatalf("key window charged %d in all, want its highest total 90", k.amount)
 	}
 	var sources []string
-	rows, _ := st.Pool().Query(ctx, `select source || ' ' || source_id || ' ' || amount || ' ' || debited || ' ' || credits_after from credit_ledger order by id`)
+	rows, _ := db.Query(ctx, `select source || ' ' || source_id || ' ' || amount || ' ' || debited || ' ' || credits_after from credit_ledger order by id`)
 	for rows.Next() {
 		var s string
 		_ = rows.Scan(&s)
@@ -114,25 +118,25 @@ func TestChargeIncrementsReplaysAndShortfall(t *testing.T) {
 func TestShadowRowsNeverStandInForCharges(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, users := setup(t, 50)
+	st, db, users := setup(t, 50)
 	u := users[0]
 	c := []store.Charge{{UserID: u, Family: store.FamilyKey, Subject: "k/2026-11-20", Total: 40}, {UserID: u, Family: store.FamilyTask, Subject: "t", Total: 5}}
 	res, err := st.Charge(ctx, c, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Amount != 45 || res.Debited != 0 || balance(t, st, u) != 50 {
-		t.Fatalf("shadow: amount %d debited %d balance %d; want 45, 0, 50", res.Amount, res.Debited, balance(t, st, u))
+	if res.Amount != 45 || res.Debited != 0 || balance(t, db, u) != 50 {
+		t.Fatalf("shadow: amount %d debited %d balance %d; want 45, 0, 50", res.Amount, res.Debited, balance(t, db, u))
 	}
-	if s := sums(t, st, u, "shadow:%"); s.rows != 2 {
+	if s := sums(t, db, u, "shadow:%"); s.rows != 2 {
 		t.Fatalf("shadow rows = %d, want 2", s.rows)
 	}
 	res, err = st.Charge(ctx, c, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Amount != 45 || res.Debited != 45 || balance(t, st, u) != 5 {
-		t.Fatalf("live after shadow: amount %d debited %d balance %d; want 45, 45, 5", res.Amount, res.Debited, balance(t, st, u))
+	if res.Amount != 45 || res.Debited != 45 || balance(t, db, u) != 5 {
+		t.Fatalf("live after shadow: amount %d debited %d balance %d; want 45, 45, 5", res.Amount, res.Debited, balance(t, db, u))
 	}
 }
 
@@ -141,7 +145,7 @@ func TestShadowRowsNeverStandInForCharges(t *testing.T) {
 func TestConcurrentChargesNeverDoubleOrOverdraw(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, users := setup(t, 1000, 120, 0)
+	st, db, users := setup(t, 1000, 120, 0)
 	const workers = 8
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -172,17 +176,17 @@ func TestConcurrentChargesNeverDoubleOrOverdraw(t *testing.T) {
 	}
 	start := map[string]int64{users[0]: 1000, users[1]: 120, users[2]: 0}
 	for _, u := range users {
-		s := sums(t, st, u, "%")
-		if got := start[u] - balance(t, st, u); got != s.debited {
+		s := sums(t, db, u, "%")
+		if got := start[u] - balance(t, db, u); got != s.debited {
 			t.Errorf("user %s: balance moved by %d but ledger debited %d", u, got, s.debited)
 		}
-		if k := sums(t, st, u, "key_requests"); k.amount > 202 || k.amount < 200 {
+		if k := sums(t, db, u, "key_requests"); k.amount > 202 || k.amount < 200 {
 			t.Errorf("user %s: key window charged %d, want the highest observed total (200..202)", u, k.amount)
 		}
-		if tk := sums(t, st, u, "task"); tk.amount != 60 || tk.rows != 20 {
+		if tk := sums(t, db, u, "task"); tk.amount != 60 || tk.rows != 20 {
 			t.Errorf("user %s: tasks charged %d in %d rows, want 60 in 20", u, tk.amount, tk.rows)
 		}
-		if balance(t, st, u) < 0 {
+		if balance(t, db, u) < 0 {
 			t.Errorf("user %s: negative balance", u)
 		}
 	}
@@ -191,12 +195,12 @@ func TestConcurrentChargesNeverDoubleOrOverdraw(t *testing.T) {
 func TestLedgerIsAppendOnly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, users := setup(t, 10)
+	st, db, users := setup(t, 10)
 	if _, err := st.Charge(ctx, []store.Charge{{UserID: users[0], Family: store.FamilyTask, Subject: "t", Total: 1}}, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{`update credit_ledger set amount = 2`, `delete from credit_ledger`, `truncate credit_ledger`} {
-		if _, err := st.Pool().Exec(ctx, q); err == nil {
+		if _, err := db.Exec(ctx, q); err == nil {
 			t.Errorf("%q succeeded on the append-only ledger", q)
 		}
 	}
@@ -209,7 +213,7 @@ func BenchmarkCharge(b *testing.B) {
 	for i := range bal {
 		bal[i] = 1 << 30
 	}
-	st, ids := setup(b, bal...)
+	st, _, ids := setup(b, bal...)
 	ctx := context.Background()
 	b.ResetTimer()
 	rows := 0
@@ -234,9 +238,9 @@ func BenchmarkCharge(b *testing.B) {
 func TestChargeUserWithoutBalanceRow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, _ := setup(t)
+	st, db, _ := setup(t)
 	const u = "22222222-0000-4000-8000-0000000000ff"
-	if _, err := st.Pool().Exec(ctx, `insert into profiles (user_id) values ($1)`, u); err != nil {
+	if _, err := db.Exec(ctx, `insert into profiles (user_id) values ($1)`, u); err != nil {
 		t.Fatal(err)
 	}
 	res, err := st.Charge(ctx, []store.Charge{{UserID: u, Family: store.FamilyTask, Subject: "t", Total: 4}}, false)
@@ -244,7 +248,7 @@ func TestChargeUserWithoutBalanceRow(t *testing.T) {
 		t.Fatalf("charge = %+v, %v; want amount 4, nothing debited", res, err)
 	}
 	var n int
-	if err := st.Pool().QueryRow(ctx, `select count(*) from user_credits where user_id = $1`, u).Scan(&n); err != nil || n != 0 {
+	if err := db.QueryRow(ctx, `select count(*) from user_credits where user_id = $1`, u).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the worker created a balance row (%d, %v)", n, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/store"
@@ -24,11 +25,11 @@ func openStore(t *testing.T, dsn string) *store.Store {
 }
 
 // snapshot renders every row of the named tables, so a test can prove they were not touched.
-func snapshot(t *testing.T, st *store.Store, tables ...string) map[string][]string {
+func snapshot(t *testing.T, db *pgxpool.Pool, tables ...string) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
 	for _, tbl := range tables {
-		rows, err := st.Pool().Query(context.Background(), `select to_jsonb(x)::text from `+tbl+` x order by 1`)
+		rows, err := db.Query(context.Background(), `select to_jsonb(x)::text from `+tbl+` x order by 1`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +45,8 @@ func snapshot(t *testing.T, st *store.Store, tables ...string) map[string][]stri
 func TestMigrateEmptyDatabaseTwice(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st := openStore(t, pgtest.EmptyDB(t, pgtest.Plain))
+	dsn := pgtest.EmptyDB(t, pgtest.Plain)
+	st := openStore(t, dsn)
 
 	if err := st.CheckSchema(ctx); !errors.Is(err, store.ErrSchemaOutdated) || !strings.Contains(err.Error(), "usage-sync migrate") {
 		t.Fatalf("CheckSchema on an empty database = %v, want ErrSchemaOutdated naming `usage-sync migrate`", err)
@@ -63,9 +65,10 @@ func TestMigrateEmptyDatabaseTwice(t *testing.T) {
 	if err := st.CheckSchema(ctx); err != nil {
 		t.Fatalf("CheckSchema after migrate: %v", err)
 	}
+	db := pgtest.Pool(t, dsn)
 	for _, tbl := range []string{"profiles", "user_credits", "tasks", "api_keys", "api_usage", "sync_state", "credit_ledger"} {
 		var ok bool
-		if err := st.Pool().QueryRow(ctx, `select to_regclass('public.'||$1) is not null`, tbl).Scan(&ok); err != nil || !ok {
+		if err := db.QueryRow(ctx, `select to_regclass('public.'||$1) is not null`, tbl).Scan(&ok); err != nil || !ok {
 			t.Errorf("table public.%s missing after migrate (%v)", tbl, err)
 		}
 	}
@@ -78,9 +81,10 @@ func TestMigrateAdoptsDashboardTablesWithoutTouchingRows(t *testing.T) {
 	legacy := pgtest.Testdata(t, "dashboard-legacy.sql")
 	pgtest.Exec(t, dsn, legacy)
 	st := openStore(t, dsn)
+	db := pgtest.Pool(t, dsn)
 	tables := []string{"profiles", "user_credits", "cached_api_keys"}
-	before := snapshot(t, st, tables...)
-	legacyCols := snapshot(t, st, "(select task_id, user_id, status, email_count, valid_count, invalid_count, catchall_count, integration, api_key_id, created_at, updated_at from tasks)",
+	before := snapshot(t, db, tables...)
+	legacyCols := snapshot(t, db, "(select task_id, user_id, status, email_count, valid_count, invalid_count, catchall_count, integration, api_key_id, created_at, updated_at from tasks)",
 		"(select id, user_id, api_key_id, path, count, period_start, period_end, created_at from api_usage)")
 
 	for i := 0; i < 2; i++ {
@@ -89,13 +93,13 @@ func TestMigrateAdoptsDashboardTablesWithoutTouchingRows(t *testing.T) {
 		}
 		pgtest.Exec(t, dsn, legacy) // the dashboard's own DDL still applies on top
 	}
-	after := snapshot(t, st, tables...)
+	after := snapshot(t, db, tables...)
 	for _, tbl := range tables {
 		if strings.Join(before[tbl], "\n") != strings.Join(after[tbl], "\n") {
 			t.Errorf("rows of %s changed:\nbefore %v\nafter  %v", tbl, before[tbl], after[tbl])
 		}
 	}
-	legacyAfter := snapshot(t, st, "(select task_id, user_id, status, email_count, valid_count, invalid_count, catchall_count, integration, api_key_id, created_at, updated_at from tasks)",
+	legacyAfter := snapshot(t, db, "(select task_id, user_id, status, email_count, valid_count, invalid_count, catchall_count, integration, api_key_id, created_at, updated_at from tasks)",
 		"(select id, user_id, api_key_id, path, count, period_start, period_end, created_at from api_usage)")
 	for k := range legacyCols {
 		if strings.Join(legacyCols[k], "\n") != strings.Join(legacyAfter[k], "\n") {
@@ -103,13 +107,13 @@ func TestMigrateAdoptsDashboardTablesWithoutTouchingRows(t *testing.T) {
 		}
 	}
 	var origin string
-	if err := st.Pool().QueryRow(ctx, `select origin from api_usage where path = '/verify'`).Scan(&origin); err != nil || origin != "dashboard" {
+	if err := db.QueryRow(ctx, `select origin from api_usage where path = '/verify'`).Scan(&origin); err != nil || origin != "dashboard" {
 		t.Errorf("the dashboard's api_usage row has origin %q (%v), want dashboard", origin, err)
 	}
 	// The dashboard's tables keep whatever row-level security they had: the worker protects only
 	// the tables it creates.
 	var rls bool
-	if err := st.Pool().QueryRow(ctx, `select relrowsecurity from pg_class where oid = 'public.tasks'::regclass`).Scan(&rls); err != nil || rls {
+	if err := db.QueryRow(ctx, `select relrowsecurity from pg_class where oid = 'public.tasks'::regclass`).Scan(&rls); err != nil || rls {
 		t.Errorf("migrate turned on RLS on the dashboard's tasks table (rls=%v, err=%v)", rls, err)
 	}
 }
@@ -155,7 +159,7 @@ func mustMigrations(t *testing.T) []int {
 func TestRowLevelSecurityIsolatesUsers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, _ := pgtest.Open(t, pgtest.Supabase)
+	db := pgtest.Pool(t, pgtest.MigratedDB(t, pgtest.Supabase))
 	const a, b = "11111111-0000-4000-8000-00000000000a", "11111111-0000-4000-8000-00000000000b"
 	for _, q := range []string{
 		`insert into profiles (user_id) values ($1), ($2)`,
@@ -166,12 +170,12 @@ func TestRowLevelSecurityIsolatesUsers(t *testing.T) {
 		`insert into tasks (task_id, user_id) values ('ta', $1), ('tb', $2)`,
 		`insert into credit_ledger (user_id, source, source_id, subject, amount, debited, credits_after) values ($1, 'task', 'ta', 'ta', 1, 1, 4), ($2, 'task', 'tb', 'tb', 1, 1, 4)`,
 	} {
-		if _, err := st.Pool().Exec(ctx, q, a, b); err != nil {
+		if _, err := db.Exec(ctx, q, a, b); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
 	for _, tbl := range []string{"profiles", "user_credits", "sync_state", "api_keys", "api_usage", "tasks", "credit_ledger"} {
-		tx, err := st.Pool().Begin(ctx)
+		tx, err := db.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

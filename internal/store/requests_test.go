@@ -8,9 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/usage-sync/usage-sync/internal/pgtest"
-	"github.com/usage-sync/usage-sync/internal/store"
 )
 
 // callRequestSync calls public.request_sync() the way PostgREST does for a signed-in user's
@@ -64,11 +64,12 @@ func TestRequestSyncFunction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st, dsn := pgtest.Open(t, pgtest.Supabase)
+	db := pgtest.Pool(t, dsn)
 	pgtest.Exec(t, dsn, `insert into profiles (user_id) values ('`+userA+`'), ('`+userB+`')`)
 	c := connect(t, dsn)
 	requestedAt := func(u string) *time.Time {
 		var at *time.Time
-		if err := st.Pool().QueryRow(ctx, `select requested_at from sync_state where user_id = $1`, u).Scan(&at); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if err := db.QueryRow(ctx, `select requested_at from sync_state where user_id = $1`, u).Scan(&at); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			t.Fatal(err)
 		}
 		return at
@@ -107,7 +108,7 @@ func TestRequestSyncFunction(t *testing.T) {
 	if ok, err := callRequestSync(ctx, c, "authenticated", userC); err != nil || ok {
 		t.Fatalf("user without a profile: %v, %v", ok, err)
 	}
-	if requestedAt(userC) != nil || pgtestCount(t, st, `select count(*) from sync_state where user_id = '`+userC+`'`) != 0 {
+	if requestedAt(userC) != nil || pgtestCount(t, db, `select count(*) from sync_state where user_id = '`+userC+`'`) != 0 {
 		t.Fatal("a user without a profile got a sync_state row")
 	}
 	// A token without a user: false.
@@ -145,10 +146,10 @@ func TestRequestSyncFunction(t *testing.T) {
 	}
 }
 
-func pgtestCount(t *testing.T, st *store.Store, sql string) int {
+func pgtestCount(t *testing.T, db *pgxpool.Pool, sql string) int {
 	t.Helper()
 	var n int
-	if err := st.Pool().QueryRow(context.Background(), sql).Scan(&n); err != nil {
+	if err := db.QueryRow(context.Background(), sql).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -160,7 +161,8 @@ func pgtestCount(t *testing.T, st *store.Store, sql string) int {
 func TestRequestSyncConcurrentCalls(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, dsn := pgtest.Open(t, pgtest.Supabase)
+	_, dsn := pgtest.Open(t, pgtest.Supabase)
+	db := pgtest.Pool(t, dsn)
 	pgtest.Exec(t, dsn, `insert into profiles (user_id) values ('`+userB+`')`)
 	c1, c2 := connect(t, dsn), connect(t, dsn)
 	set := `select set_config('role', 'authenticated', true), set_config('request.jwt.claims', '{"sub": "` + userB + `", "role": "authenticated"}', true)`
@@ -188,7 +190,7 @@ func TestRequestSyncConcurrentCalls(t *testing.T) {
 	// Wait until the second call blocks on the first's row (database state, not a timer).
 	for {
 		var waiting bool
-		if err := st.Pool().QueryRow(ctx, `select coalesce((select wait_event_type = 'Lock' from pg_stat_activity where pid = $1), false)`, pid2).Scan(&waiting); err != nil {
+		if err := db.QueryRow(ctx, `select coalesce((select wait_event_type = 'Lock' from pg_stat_activity where pid = $1), false)`, pid2).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {
@@ -206,7 +208,7 @@ func TestRequestSyncConcurrentCalls(t *testing.T) {
 	if err := <-second; err != nil || secondOK {
 		t.Fatalf("second concurrent call: %v, %v; want false", secondOK, err)
 	}
-	if n := pgtestCount(t, st, `select count(*) from sync_state where user_id = '`+userB+`' and requested_at is not null`); n != 1 {
+	if n := pgtestCount(t, db, `select count(*) from sync_state where user_id = '`+userB+`' and requested_at is not null`); n != 1 {
 		t.Fatalf("%d sync_state rows requested", n)
 	}
 }
@@ -214,9 +216,9 @@ func TestRequestSyncConcurrentCalls(t *testing.T) {
 // On a database without Supabase's auth nobody is signed in: the function exists and says no.
 func TestRequestSyncPlainDatabase(t *testing.T) {
 	t.Parallel()
-	st, _ := pgtest.Open(t, pgtest.Plain)
+	_, dsn := pgtest.Open(t, pgtest.Plain)
 	var ok bool
-	if err := st.Pool().QueryRow(context.Background(), `select public.request_sync()`).Scan(&ok); err != nil || ok {
+	if err := pgtest.Pool(t, dsn).QueryRow(context.Background(), `select public.request_sync()`).Scan(&ok); err != nil || ok {
 		t.Fatalf("request_sync on a plain database: %v, %v", ok, err)
 	}
 }

@@ -28,7 +28,6 @@ type Options struct {
 type Store struct {
 	pool *pgxpool.Pool
 	log  *zap.Logger
-	mode string
 }
 
 // Open parses dsn, builds the pool and pings the database, so a wrong URL fails at start-up
@@ -59,7 +58,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, &openError{msg: fmt.Sprintf("connect to database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
 	}
-	return &Store{pool: pool, log: log, mode: mode}, nil
+	return &Store{pool: pool, log: log}, nil
 }
 
 // ErrBadDSN means the driver rejects DATABASE_URL itself (a bad sslmode, a port that is not a
@@ -87,12 +86,6 @@ func ResolvePoolMode(mode string, port uint16) string {
 	}
 	return "session"
 }
-
-// PoolMode is the mode in force ("session" or "transaction").
-func (s *Store) PoolMode() string { return s.mode }
-
-// Pool exposes the pool to tests and benchmarks in this module.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }

@@ -178,7 +178,7 @@ func TestLongOutageCatchesUpOldestFirst(t *testing.T) {
 	}
 	settled := func() time.Time {
 		var d time.Time
-		if err := e.st.Pool().QueryRow(context.Background(),
+		if err := e.db.QueryRow(context.Background(),
 			`select min(settled_through)::timestamp at time zone 'UTC' from sync_state`).Scan(&d); err != nil {
 			t.Fatal(err)
 		}
@@ -243,14 +243,14 @@ func TestFakeClockDayBoundaryAndSettleLag(t *testing.T) {
 	}})
 	at := func(sql string) time.Time {
 		var v time.Time
-		if err := e.st.Pool().QueryRow(context.Background(), sql, u).Scan(&v); err != nil {
+		if err := e.db.QueryRow(context.Background(), sql, u).Scan(&v); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 		return v.UTC()
 	}
 	settledThrough := func() *time.Time {
 		var v *time.Time
-		if err := e.st.Pool().QueryRow(context.Background(),
+		if err := e.db.QueryRow(context.Background(),
 			`select settled_through::timestamp at time zone 'UTC' from sync_state where user_id = $1`, u).Scan(&v); err != nil {
 			t.Fatal(err)
 		}
@@ -340,7 +340,7 @@ func TestFakeClockTasksAndRevisionSweeps(t *testing.T) {
 	at := func(sql string) time.Time {
 		t.Helper()
 		var v time.Time
-		if err := e.st.Pool().QueryRow(context.Background(), sql, u).Scan(&v); err != nil {
+		if err := e.db.QueryRow(context.Background(), sql, u).Scan(&v); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 		return v.UTC()

@@ -14,7 +14,7 @@ func (e *env) dumpKey(user, keyID string) {
 		e.t.Logf("key %s day %s: sim %d row %d charged %d", keyID, d.Format(time.DateOnly), sim, row, led)
 	}
 	var st string
-	_ = e.st.Pool().QueryRow(context.Background(), `select status||' '||coalesce(settled_through::text,'-')||' '||blocked_keys::text from sync_state where user_id=$1`, user).Scan(&st)
+	_ = e.db.QueryRow(context.Background(), `select status||' '||coalesce(settled_through::text,'-')||' '||blocked_keys::text from sync_state where user_id=$1`, user).Scan(&st)
 	e.t.Logf("sync_state %s; now %s", st, e.clock.Now())
 }
 

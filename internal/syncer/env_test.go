@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -33,6 +34,7 @@ type env struct {
 	t          testing.TB
 	st         *store.Store
 	dsn        string
+	db         *pgxpool.Pool // the test's own pool on the database, for seeding and inspecting rows
 	sim        *simulator.Sim
 	base       string
 	clock      *clock
@@ -75,7 +77,7 @@ func setup(t testing.TB, c envConfig) *env {
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
 	core, logs := observer.New(zap.DebugLevel)
-	e := &env{t: t, st: st, dsn: dsn, sim: sim, base: srv.URL + "/api/v1", clock: clk, logs: logs, log: zap.New(core), balances: map[string]int64{}}
+	e := &env{t: t, st: st, dsn: dsn, db: pgtest.Pool(t, dsn), sim: sim, base: srv.URL + "/api/v1", clock: clk, logs: logs, log: zap.New(core), balances: map[string]int64{}}
 	cf := time.Date(clk.t.Year(), clk.t.Month(), clk.t.Day()-2, 0, 0, 0, 0, time.UTC)
 	e.chargeFrom = cf
 	e.opts = c.opts
@@ -107,7 +109,7 @@ func setup(t testing.TB, c envConfig) *env {
 
 func (e *env) addProfile(user string, balance int64) {
 	e.t.Helper()
-	_, err := e.st.Pool().Exec(context.Background(), `
+	_, err := e.db.Exec(context.Background(), `
 		with p as (insert into profiles (user_id) values ($1) on conflict do nothing)
 		insert into user_credits (user_id, credits_remaining) values ($1, $2) on conflict do nothing`, user, balance)
 	if err != nil {
@@ -152,7 +154,7 @@ func (e *env) cycle(s *syncer.Syncer, o syncer.CycleOptions) syncer.Summary {
 func (e *env) q(sql string, args ...any) int64 {
 	e.t.Helper()
 	var n int64
-	if err := e.st.Pool().QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+	if err := e.db.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
 		e.t.Fatalf("%s: %v", sql, err)
 	}
 	return n
@@ -169,7 +171,7 @@ type syncRow struct {
 func (e *env) syncState(user string) syncRow {
 	e.t.Helper()
 	var r syncRow
-	err := e.st.Pool().QueryRow(context.Background(), `
+	err := e.db.QueryRow(context.Background(), `
 		select status, last_error, consecutive_failures, next_attempt_at > $2, last_success_at is not null
 		from sync_state where user_id = $1`, user, e.clock.Now()).Scan(&r.Status, &r.LastError, &r.ConsecutiveFailures, &r.NextAttemptInFuture, &r.LastSuccess)
 	if err != nil {

@@ -53,7 +53,7 @@ type userView struct {
 func (e *env) view(user string) userView {
 	e.t.Helper()
 	var v userView
-	err := e.st.Pool().QueryRow(context.Background(), `
+	err := e.db.QueryRow(context.Background(), `
 		select status, coalesce(last_error_kind, ''), coalesce(last_error, ''), consecutive_failures, lease_owner is null,
 		       (select coalesce(sum(amount), 0) from credit_ledger where user_id = s.user_id)::bigint,
 		       coalesce((select credits_remaining from user_credits where user_id = s.user_id), -1)::bigint,
@@ -405,9 +405,9 @@ func TestProfileDeletedDuringSync(t *testing.T) {
 	s := e.syncer()
 	s.SetHooks(&syncer.Hooks{BeforeApply: func(ctx context.Context, user string) error {
 		if user == gone {
-			_, err := e.st.Pool().Exec(ctx, `delete from user_credits where user_id = $1; `, user)
+			_, err := e.db.Exec(ctx, `delete from user_credits where user_id = $1; `, user)
 			if err == nil {
-				_, err = e.st.Pool().Exec(ctx, `delete from profiles where user_id = $1`, user)
+				_, err = e.db.Exec(ctx, `delete from profiles where user_id = $1`, user)
 			}
 			return err
 		}

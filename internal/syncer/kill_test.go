@@ -69,7 +69,7 @@ func TestKilledWorkerProcess(t *testing.T) {
 		t.Fatalf("summary %+v; want the dead worker's user skipped while its lease lives", sum)
 	}
 	// Let the dead worker's lease run out (as SYNC_LEASE_TTL would), then sync again.
-	if _, err := e.st.Pool().Exec(context.Background(), `update sync_state set lease_expires_at = $1::timestamptz - interval '1 second' where lease_owner = 'doomed'`, e.clock.Now()); err != nil {
+	if _, err := e.db.Exec(context.Background(), `update sync_state set lease_expires_at = $1::timestamptz - interval '1 second' where lease_owner = 'doomed'`, e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	sum = e.cycle(s, syncer.CycleOptions{All: true})

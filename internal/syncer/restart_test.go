@@ -77,7 +77,7 @@ func TestDatabaseRestart(t *testing.T) {
 		restartErr error
 	)
 	s.SetHooks(&syncer.Hooks{BeforeApply: func(context.Context, string) error {
-		once.Do(func() { restartErr = restart(context.Background(), proxy, e.st.Pool()) })
+		once.Do(func() { restartErr = restart(context.Background(), proxy, e.db) })
 		return nil
 	}})
 	sum, err := s.RunCycle(context.Background(), syncer.CycleOptions{})
@@ -94,7 +94,7 @@ func TestDatabaseRestart(t *testing.T) {
 	proxy.SetDown(false)
 	e.checkInvariants(false)
 	// Leases the downed database could not release run out (SYNC_LEASE_TTL); then all is synced.
-	if _, err := e.st.Pool().Exec(context.Background(), `update sync_state set lease_expires_at = $1::timestamptz - interval '1 second' where lease_owner is not null`, e.clock.Now()); err != nil {
+	if _, err := e.db.Exec(context.Background(), `update sync_state set lease_expires_at = $1::timestamptz - interval '1 second' where lease_owner is not null`, e.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	s.SetHooks(nil)

@@ -388,7 +388,7 @@ func TestTaskPagingIsBounded(t *testing.T) {
 			}
 			var kind, status string
 			var wm *time.Time
-			if err := e.st.Pool().QueryRow(context.Background(), `select last_error_kind, status, task_watermark from sync_state where user_id = $1`, bad).
+			if err := e.db.QueryRow(context.Background(), `select last_error_kind, status, task_watermark from sync_state where user_id = $1`, bad).
 				Scan(&kind, &status, &wm); err != nil {
 				t.Fatal(err)
 			}

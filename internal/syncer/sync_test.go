@@ -22,7 +22,7 @@ func (e *env) assertMirrors(user string) {
 	for _, k := range e.sim.Keys(user) {
 		var total *int64
 		var revoked bool
-		err := e.st.Pool().QueryRow(ctx, `select total_requests, revoked_at is not null from api_keys where id = $1 and user_id = $2`, k.ID, user).Scan(&total, &revoked)
+		err := e.db.QueryRow(ctx, `select total_requests, revoked_at is not null from api_keys where id = $1 and user_id = $2`, k.ID, user).Scan(&total, &revoked)
 		if k.Revoked {
 			if err == nil && !revoked {
 				e.t.Errorf("key %s is revoked upstream but not in api_keys", k.ID)
@@ -52,7 +52,7 @@ func (e *env) assertMirrors(user string) {
 		var status string
 		var emails int64
 		var finished bool
-		err := e.st.Pool().QueryRow(ctx, `select status, email_count, finished_at is not null from tasks where task_id = $1`, tk.ID).Scan(&status, &emails, &finished)
+		err := e.db.QueryRow(ctx, `select status, email_count, finished_at is not null from tasks where task_id = $1`, tk.ID).Scan(&status, &emails, &finished)
 		if err != nil {
 			e.t.Errorf("task %s not mirrored: %v", tk.ID, err)
 			continue
@@ -99,7 +99,7 @@ func TestSecondCycleOverUnchangedDataRewritesNothing(t *testing.T) {
 	// second cycle rewrote nothing, whatever the code believes it did.
 	versions := func() string {
 		var v string
-		err := e.st.Pool().QueryRow(context.Background(), `
+		err := e.db.QueryRow(context.Background(), `
 			select string_agg(x, ',' order by x) from (
 				select 'k' || id || ':' || xmin::text as x from api_keys
 				union all select 'u' || id || ':' || xmin::text from api_usage
@@ -155,7 +155,7 @@ func TestOneUsersFailureIsIsolated(t *testing.T) {
 				t.Fatalf("sync_state of the failed user = %+v", s)
 			}
 			var kind string
-			_ = e.st.Pool().QueryRow(context.Background(), `select last_error_kind from sync_state where user_id = $1`, bad).Scan(&kind)
+			_ = e.db.QueryRow(context.Background(), `select last_error_kind from sync_state where user_id = $1`, bad).Scan(&kind)
 			if kind != c.wantKind {
 				t.Fatalf("last_error_kind = %q, want %q", kind, c.wantKind)
 			}
@@ -267,7 +267,7 @@ func TestDeletedProfileIsNoLongerSynced(t *testing.T) {
 	s := e.syncer()
 	e.cycle(s, syncer.CycleOptions{})
 	gone := e.sim.Users()[0]
-	if _, err := e.st.Pool().Exec(context.Background(), `
+	if _, err := e.db.Exec(context.Background(), `
 		with c as (delete from user_credits where user_id = $1) delete from profiles where user_id = $1`, gone); err != nil {
 		t.Fatal(err)
 	}
