@@ -7,6 +7,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// ResolvePoolMode is resolvePoolMode, for the test of which port picks which mode.
+var ResolvePoolMode = resolvePoolMode
+
 // Charge applies a batch in its own transaction: the ledger tests drive chargeTx directly,
 // without the lease and plan that Apply wraps around it in production.
 func (s *Store) Charge(ctx context.Context, charges []Charge, shadow bool) (ChargeResult, error) {

@@ -110,8 +110,8 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	return applied, nil
 }
 
-// AppliedVersion is the newest migration recorded in the database (0 when none).
-func (s *Store) AppliedVersion(ctx context.Context) (int, error) {
+// appliedVersion is the newest migration recorded in the database (0 when none).
+func (s *Store) appliedVersion(ctx context.Context) (int, error) {
 	var present bool
 	if err := s.pool.QueryRow(ctx, `select to_regclass('usage_sync.schema_migrations') is not null`).Scan(&present); err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
@@ -128,7 +128,7 @@ func (s *Store) AppliedVersion(ctx context.Context) (int, error) {
 
 // CheckSchema refuses a database whose schema is older than this binary needs.
 func (s *Store) CheckSchema(ctx context.Context) error {
-	have, err := s.AppliedVersion(ctx)
+	have, err := s.appliedVersion(ctx)
 	if err != nil {
 		return err
 	}

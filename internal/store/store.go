@@ -40,7 +40,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
 	}
-	mode := ResolvePoolMode(opts.PoolMode, cfg.ConnConfig.Port)
+	mode := resolvePoolMode(opts.PoolMode, cfg.ConnConfig.Port)
 	if mode == "transaction" {
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 		cfg.ConnConfig.StatementCacheCapacity = 0
@@ -75,8 +75,8 @@ type openError struct {
 func (e *openError) Error() string { return e.msg }
 func (e *openError) Unwrap() error { return e.err }
 
-// ResolvePoolMode turns "auto" into "session" or "transaction".
-func ResolvePoolMode(mode string, port uint16) string {
+// resolvePoolMode turns "auto" into "session" or "transaction".
+func resolvePoolMode(mode string, port uint16) string {
 	switch mode {
 	case "session", "transaction":
 		return mode
