@@ -410,16 +410,5 @@ func TestLeaseIsRenewedDuringALongSync(t *testing.T) {
 			t.Fatalf("the lease was renewed only %d times while the user was being synced", i)
 		}
 	}
-	b := e.syncer(func(o *syncer.Options) { o.WorkerID = "b" })
-	if sum := e.cycle(b, syncer.CycleOptions{UserID: u}); sum.Synced != 0 || sum.Skipped != 1 {
-		t.Fatalf("worker b: %+v; want the user skipped, its lease held by a live worker", sum)
-	}
-	close(release)
-	if sum := <-done; sum.Synced != 1 {
-		t.Fatalf("worker a: %+v; want its user synced", sum)
-	}
-	if lost := len(e.events("sync.user.lease_lost")); lost != 0 {
-		t.Fatalf("%d users were taken over from a live worker", lost)
-	}
-	e.checkInvariants(true)
+	e.checkLeaseHeld(u, func() { close(release) }, done)
 }

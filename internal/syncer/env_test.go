@@ -190,3 +190,22 @@ func day(t time.Time) time.Time {
 }
 
 var _ = fmt.Sprint
+
+// checkLeaseHeld has a second worker try user u while the first is still syncing it (its result
+// comes on done): the second must skip the user, its lease held by a live worker. Then release
+// lets the first finish, which must sync the user with no lease lost and the invariants intact.
+func (e *env) checkLeaseHeld(u string, release func(), done <-chan syncer.Summary) {
+	e.t.Helper()
+	b := e.syncer(func(o *syncer.Options) { o.WorkerID = "b" })
+	if sum := e.cycle(b, syncer.CycleOptions{UserID: u}); sum.Synced != 0 || sum.Skipped != 1 {
+		e.t.Fatalf("worker b: %+v; want the user skipped, its lease held by a live worker", sum)
+	}
+	release()
+	if sum := <-done; sum.Synced != 1 {
+		e.t.Fatalf("worker a: %+v; want its user synced", sum)
+	}
+	if lost := len(e.events("sync.user.lease_lost")); lost != 0 {
+		e.t.Fatalf("%d users were taken over from a live worker", lost)
+	}
+	e.checkInvariants(true)
+}

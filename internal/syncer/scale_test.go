@@ -295,18 +295,7 @@ func TestLeaseHeldAcrossChunksForManyTTLs(t *testing.T) {
 	}()
 	// Two chunks and six renewals in (two TTLs), another worker tries the user.
 	<-atChunk2
-	b := e.syncer(func(o *syncer.Options) { o.WorkerID = "b" })
-	if sum := e.cycle(b, syncer.CycleOptions{UserID: u}); sum.Synced != 0 || sum.Skipped != 1 {
-		t.Fatalf("worker b: %+v; want the user skipped, its lease held by a live worker", sum)
-	}
-	close(checked)
-	if sum := <-done; sum.Synced != 1 {
-		t.Fatalf("worker a: %+v; want its user synced", sum)
-	}
-	if lost := len(e.events("sync.user.lease_lost")); lost != 0 {
-		t.Fatalf("%d users were taken over from a live worker", lost)
-	}
-	e.checkInvariants(true)
+	e.checkLeaseHeld(u, func() { close(checked) }, done)
 }
 
 // hostileTasks serves the simulator, except that the task listing of one user misbehaves as
