@@ -49,6 +49,14 @@ var header sync.Once
 
 // report prints the runs' table rows and their per-table detail, and reports each run's figures
 // as metrics named after its phase, for benchstat.
+// coldThenSteady runs one --once on a fresh database (cold), then another with nothing new
+// (steady), and reports both.
+func coldThenSteady(b *testing.B, w *world, name string, env map[string]string) {
+	cold := w.once(name+": cold", 1, env)
+	steady := w.once(name+": steady", 1, env)
+	report(b, map[string]run{"cold": cold, "steady": steady}, "cold", "steady")
+}
+
 func report(b *testing.B, runs map[string]run, order ...string) {
 	b.Helper()
 	header.Do(func() { fmt.Println(tableHeader) })
@@ -92,9 +100,7 @@ func BenchmarkScaleHeavyTasks(b *testing.B) {
 		env := map[string]string{"SYNC_LEASE_TTL": "10s"}
 		b.StartTimer()
 		name := fmt.Sprintf("a. 2 users × %s tasks, instant, lease 10s", count(n))
-		cold := w.once(name+": cold", 1, env)
-		steady := w.once(name+": steady", 1, env)
-		report(b, map[string]run{"cold": cold, "steady": steady}, "cold", "steady")
+		coldThenSteady(b, w, name, env)
 	}
 }
 
@@ -108,9 +114,7 @@ func BenchmarkScaleManyUsers(b *testing.B) {
 		env := map[string]string{"SYNC_CONCURRENCY": "8"}
 		b.StartTimer()
 		name := fmt.Sprintf("b. %s users × 3 keys × 20 tasks, 20 ms, concurrency 8", count(users))
-		cold := w.once(name+": cold", 1, env)
-		steady := w.once(name+": steady", 1, env)
-		report(b, map[string]run{"cold": cold, "steady": steady}, "cold", "steady")
+		coldThenSteady(b, w, name, env)
 	}
 }
 
@@ -146,9 +150,7 @@ func BenchmarkScaleTenThousand(b *testing.B) {
 		env := map[string]string{}
 		b.StartTimer()
 		name := fmt.Sprintf("d. %s users × 3 keys × 50 tasks, instant", count(users))
-		cold := w.once(name+": cold", 1, env)
-		steady := w.once(name+": steady", 1, env)
-		report(b, map[string]run{"cold": cold, "steady": steady}, "cold", "steady")
+		coldThenSteady(b, w, name, env)
 	}
 }
 

@@ -6,23 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/usage-sync/usage-sync/internal/store"
 )
 
 func TestLeasesFenceAStaleWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, db, users := setup(t, 10)
-	if _, err := st.Enrol(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	req := func(owner string) store.ClaimRequest {
-		return store.ClaimRequest{Owner: owner, RunID: owner, TTL: time.Minute, UserID: users[0]}
-	}
-	a, err := st.Claim(ctx, req("a"))
-	if err != nil || a == nil {
-		t.Fatalf("a claims: %v %v", a, err)
-	}
+	st, db, users, req, a := claimedByA(t)
 	if b, err := st.Claim(ctx, req("b")); err != nil || b != nil {
 		t.Fatalf("b claimed a live lease: %v %v", b, err)
 	}
@@ -94,17 +86,7 @@ func TestTransactionPoolerModeRunsWithoutPreparedStatements(t *testing.T) {
 func TestRenewalNeverWaitsOnTheFence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, db, users := setup(t, 10)
-	if _, err := st.Enrol(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	req := func(owner string) store.ClaimRequest {
-		return store.ClaimRequest{Owner: owner, RunID: owner, TTL: time.Minute, UserID: users[0]}
-	}
-	a, err := st.Claim(ctx, req("a"))
-	if err != nil || a == nil {
-		t.Fatalf("a claims: %v %v", a, err)
-	}
+	st, db, users, req, a := claimedByA(t)
 	end, err := st.HoldFence(ctx, a)
 	if err != nil {
 		t.Fatal(err)
@@ -126,4 +108,23 @@ func TestRenewalNeverWaitsOnTheFence(t *testing.T) {
 	if b, err := st.Claim(rctx, req("b")); err != nil || b == nil {
 		t.Fatalf("b could not claim the expired lease once the fence was gone: %+v %v", b, err)
 	}
+}
+
+// claimedByA enrols ten users and has worker "a" claim the first; req builds a claim of that
+// user for another owner.
+func claimedByA(t *testing.T) (*store.Store, *pgxpool.Pool, []string, func(owner string) store.ClaimRequest, *store.Lease) {
+	t.Helper()
+	ctx := context.Background()
+	st, db, users := setup(t, 10)
+	if _, err := st.Enrol(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	req := func(owner string) store.ClaimRequest {
+		return store.ClaimRequest{Owner: owner, RunID: owner, TTL: time.Minute, UserID: users[0]}
+	}
+	a, err := st.Claim(ctx, req("a"))
+	if err != nil || a == nil {
+		t.Fatalf("a claims: %v %v", a, err)
+	}
+	return st, db, users, req, a
 }
