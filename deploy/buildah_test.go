@@ -98,6 +98,7 @@ func stderrOf(err error) []byte {
 type container struct {
 	name, root string
 	entrypoint []string
+	readOnly   []string // paths the image's user could write, bind-mounted read-only in runs
 }
 
 func newContainer(t *testing.T, img image) *container {
@@ -119,7 +120,41 @@ func newContainer(t *testing.T, img image) *container {
 	if err != nil {
 		t.Fatalf("buildah mount %s: %v\n%s", name, err, stderrOf(err))
 	}
-	return &container{name: name, root: strings.TrimSpace(string(out)), entrypoint: img.config.Entrypoint}
+	c := &container{name: name, root: strings.TrimSpace(string(out)), entrypoint: img.config.Entrypoint}
+	uid, gid := c.ids(t, img.config.User)
+	c.readOnly = c.writableBy(t, uid, gid)
+	return c
+}
+
+// writableBy lists the paths of the root file system uid:gid may write (its home, /tmp). buildah
+// run has no read-only root; mounting these read-only over themselves makes the root file system
+// read-only for that (non-root) user, as readOnlyRootFilesystem does: a write fails with EROFS.
+func (c *container) writableBy(t *testing.T, uid, gid int) []string {
+	t.Helper()
+	var paths []string
+	err := filepath.WalkDir(c.root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := os.Lstat(path)
+		if err != nil || info.Mode()&fs.ModeSymlink != 0 {
+			return err
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		perm := info.Mode().Perm()
+		if perm&0o002 != 0 || (int(st.Uid) == uid && perm&0o200 != 0) || (int(st.Gid) == gid && perm&0o020 != 0) {
+			rel, _ := filepath.Rel(c.root, path)
+			paths = append(paths, "/"+filepath.ToSlash(rel))
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", c.root, err)
+	}
+	return paths
 }
 
 // command runs the image's entry point with args, as a runtime does with a pod's args.
@@ -132,6 +167,9 @@ func (c *container) command(ctx context.Context, env map[string]string, args ...
 	sort.Strings(keys)
 	for _, k := range keys {
 		a = append(a, "--env", k+"="+env[k])
+	}
+	for _, p := range c.readOnly {
+		a = append(a, "--volume", c.file(p)+":"+p+":ro")
 	}
 	a = append(a, c.name, "--")
 	a = append(a, c.entrypoint...)

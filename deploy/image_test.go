@@ -155,6 +155,7 @@ func TestImageRuns(t *testing.T) {
 	m := load(t)
 	w := newContainer(t, worker)
 	before := w.fingerprint(t)
+	t.Logf("mounted read-only in every run (the paths uid %s may write): %v", worker.config.User, w.readOnly)
 	uid, gid := w.ids(t, worker.config.User)
 
 	t.Run("no shell", func(t *testing.T) { checkNoShell(t, w) })
