@@ -26,7 +26,7 @@ missing=()
 for tool in buildah debootstrap; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
-[ "${#missing[@]}" -eq 0 ] || skip "${missing[*]} not installed (Debian: apt-get install buildah debootstrap)"
+[ "${#missing[@]}" -eq 0 ] || skip "not installed: ${missing[*]} (Debian: apt-get install buildah debootstrap)"
 [ "$(id -u)" -eq 0 ] || skip "not root (buildah mount and debootstrap need it here)"
 
 export BUILDAH_STORAGE_DRIVER=${BUILDAH_STORAGE_DRIVER:-vfs}
