@@ -334,10 +334,18 @@ func diffFingerprints(before, after map[string]string) []string {
 // descendants of pid (the `buildah run` that started it), as the host sees it.
 func process(t *testing.T, pid int, exe string) int {
 	t.Helper()
+	p, err := findProcess(pid, exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func findProcess(pid int, exe string) (int, error) {
 	children := map[int][]int{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
@@ -360,12 +368,11 @@ func process(t *testing.T, pid int, exe string) int {
 		p := queue[0]
 		queue = queue[1:]
 		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && p != pid && strings.HasSuffix(link, exe) {
-			return p
+			return p, nil
 		}
 		queue = append(queue, children[p]...)
 	}
-	t.Fatalf("no process running %s under buildah run (pid %d)", exe, pid)
-	return 0
+	return 0, fmt.Errorf("no process running %s under buildah run (pid %d)", exe, pid)
 }
 
 // credentials returns a process's real, effective, saved and file-system uids and gids.

@@ -153,6 +153,9 @@ func TestImageMatchesManifests(t *testing.T) {
 func TestImageRuns(t *testing.T) {
 	worker, sim := imagesUnderTest(t)
 	m := load(t)
+	if len(worker.config.Entrypoint) != 1 || len(sim.config.Entrypoint) != 1 {
+		t.Fatalf("entry points %q and %q: want one binary each (TestImageMatchesManifests says more)", worker.config.Entrypoint, sim.config.Entrypoint)
+	}
 	w := newContainer(t, worker)
 	before := w.fingerprint(t)
 	t.Logf("mounted read-only in every run (the paths uid %s may write): %v", worker.config.User, w.readOnly)
@@ -201,8 +204,9 @@ func TestImageRuns(t *testing.T) {
 
 	s := newContainer(t, sim)
 	simAddr := freeAddr(t)
-	simProc := startLogged(t, s.command(ctx, nil, "-addr", simAddr, "-seed", strconv.Itoa(seed), "-users", strconv.Itoa(users)), "sim.start")
-	checkCredentials(t, "upstream-sim", process(t, simProc.cmd.Process.Pid, "/usr/local/bin/upstream-sim"), uid, gid)
+	simBin := s.entrypoint[0]
+	simProc := startLogged(t, s.command(ctx, nil, "-addr", simAddr, "-seed", strconv.Itoa(seed), "-users", strconv.Itoa(users)), simBin, "sim.start")
+	checkCredentials(t, "upstream-sim", process(t, simProc.cmd.Process.Pid, simBin), uid, gid)
 	env := map[string]string{
 		"DATABASE_URL":         dsn,
 		"UPSTREAM_BASE_URL":    "http://" + simAddr + "/api/v1",
@@ -227,8 +231,8 @@ func TestImageRuns(t *testing.T) {
 		daemonEnv["METRICS_ADDR"] = metricsAddr
 		daemonEnv["SYNC_ENABLED"] = "true"
 		daemonEnv["SYNC_SCHEDULE"] = "@every 1h"
-		d := startLogged(t, w.command(ctx, daemonEnv), "metrics.listening")
-		pid := process(t, d.cmd.Process.Pid, "/usr/local/bin/usage-sync")
+		d := startLogged(t, w.command(ctx, daemonEnv), w.entrypoint[0], "metrics.listening")
+		pid := process(t, d.cmd.Process.Pid, w.entrypoint[0])
 		checkCredentials(t, "the daemon", pid, uid, gid)
 		for _, path := range []string{health.LivePath, health.ReadyPath, health.MetricsPath} {
 			code, body := get(t, "http://"+metricsAddr+path)
@@ -358,9 +362,10 @@ func (l *logged) log() string {
 	return l.buf.String()
 }
 
-// startLogged starts cmd and waits for the log event that says it serves; the process is
-// killed, if still running, when the test ends.
-func startLogged(t *testing.T, cmd *exec.Cmd, event string) *logged {
+// startLogged starts cmd (a `buildah run` of exe) and waits for the log event that says it
+// serves. If still running when the test ends, exe is sent SIGTERM, then buildah (which kills
+// its process; a SIGKILL to buildah would orphan it).
+func startLogged(t *testing.T, cmd *exec.Cmd, exe, event string) *logged {
 	t.Helper()
 	l := &logged{cmd: cmd, done: make(chan struct{})}
 	r, wr := io.Pipe()
@@ -393,8 +398,15 @@ func startLogged(t *testing.T, cmd *exec.Cmd, event string) *logged {
 		select {
 		case <-l.done:
 		default:
-			_ = cmd.Process.Kill() // buildah run ends its process with it
-			<-l.done
+			if pid, err := findProcess(cmd.Process.Pid, exe); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+			}
+			select {
+			case <-l.done:
+			case <-time.After(stopBound):
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				<-l.done
+			}
 		}
 	})
 	select {
