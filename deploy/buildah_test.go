@@ -106,8 +106,8 @@ func newContainer(t *testing.T, img image) *container {
 	ctx := context.Background()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	// scripts/image-test.sh removes containers of this prefix left by an interrupted run.
-	name := "usage-sync-image-test-" + hex.EncodeToString(b)
+	// scripts/image-test.sh removes the containers an interrupted run (a dead pid) left.
+	name := fmt.Sprintf("usage-sync-image-test-%d-%s", os.Getpid(), hex.EncodeToString(b))
 	if out, err := buildah(ctx, "from", "--pull=false", "--name", name, img.name).CombinedOutput(); err != nil {
 		t.Fatalf("buildah from %s: %v\n%s", img.name, err, out)
 	}

@@ -219,7 +219,7 @@ func TestImageRuns(t *testing.T) {
 	onceEnv["CHARGE_ENABLED"] = "true"
 	onceEnv["CHARGE_FROM"] = time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3).Format(time.RFC3339)
 	code, out = w.run(t, onceEnv, onceArgs...)
-	t.Logf("$ usage-sync %s   (the CronJob's args; CHARGE_FROM=%s)\n%s", strings.Join(onceArgs, " "), onceEnv["CHARGE_FROM"], lastLines(out, 3))
+	t.Logf("$ usage-sync %s   (the CronJob's args; CHARGE_FROM=%s)\n%s", strings.Join(onceArgs, " "), onceEnv["CHARGE_FROM"], out)
 	if code != 0 {
 		t.Fatalf("--once from the image exited %d:\n%s", code, out)
 	}
@@ -248,8 +248,10 @@ func TestImageRuns(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
+		signalled := time.Now()
 		select {
 		case <-d.done:
+			t.Logf("SIGTERM: exited %d after %s", d.cmd.ProcessState.ExitCode(), time.Since(signalled).Round(time.Millisecond))
 		case <-time.After(stopBound):
 			t.Fatalf("the daemon did not end within %s of SIGTERM:\n%s", stopBound, d.log())
 		}
@@ -448,12 +450,4 @@ func get(t *testing.T, u string) (int, string) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return line
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

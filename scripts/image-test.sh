@@ -34,21 +34,25 @@ IMAGE=${IMAGE:-usage-sync}
 export VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 started=$(date +%s)
 
-# Working containers an interrupted run left behind (deploy/buildah_test.go names them).
-stale=$(buildah --storage-driver "$BUILDAH_STORAGE_DRIVER" containers --format '{{.ContainerName}}' |
-  grep '^usage-sync-image-test-' || true)
-[ -z "$stale" ] || buildah --storage-driver "$BUILDAH_STORAGE_DRIVER" rm $stale >/dev/null
+# Working containers an interrupted run left behind: deploy/buildah_test.go names them
+# usage-sync-image-test-<pid of the test process>-<random>; a live pid's are another run's.
+for name in $(buildah --storage-driver "$BUILDAH_STORAGE_DRIVER" containers --format '{{.ContainerName}}'); do
+  case "$name" in
+    usage-sync-image-test-*) pid=${name#usage-sync-image-test-} pid=${pid%%-*}
+      kill -0 "$pid" 2>/dev/null || buildah --storage-driver "$BUILDAH_STORAGE_DRIVER" rm "$name" >/dev/null ;;
+  esac
+done
 
 scripts/image-bases.sh
 bases=$(date +%s)
-ENGINE=buildah IMAGE=$IMAGE scripts/image.sh
+mkdir -p .tmp/image-ids
+rm -f .tmp/image-ids/*
+ENGINE=buildah IMAGE=$IMAGE IID_DIR=$PWD/.tmp/image-ids scripts/image.sh
 built=$(date +%s)
 
-# buildah stores an unqualified name under localhost/. -v: the transcripts of migrate and --once.
-ref() { case "$1" in */*) echo "$1" ;; *) echo "localhost/$1" ;; esac; }
-mkdir -p .tmp
+# By id, not tag: a concurrent build elsewhere may retag. -v: the transcripts of migrate and --once.
 set +e
-(cd deploy && IMAGE_TEST_IMAGE=$(ref "$IMAGE") IMAGE_TEST_SIM_IMAGE=$(ref "$IMAGE-upstream-sim") \
+(cd deploy && IMAGE_TEST_IMAGE=$(cat ../.tmp/image-ids/worker) IMAGE_TEST_SIM_IMAGE=$(cat ../.tmp/image-ids/upstream-sim) \
   IMAGE_TEST_VERSION=$VERSION ${GO:-go} test -race -count=1 -v -run '^TestImage' .) 2>&1 | tee .tmp/image-test.log
 status=${PIPESTATUS[0]}
 set -e

@@ -5,7 +5,8 @@
 # with VERSION and COMMIT as build arguments. With docker when a docker engine answers
 # (`docker info`), else with buildah (`build --isolation chroot`: no daemon, no runtime, no
 # cgroups), storage driver $BUILDAH_STORAGE_DRIVER (vfs, which works everywhere).
-# ENGINE=docker or ENGINE=buildah forces one.
+# ENGINE=docker or ENGINE=buildah forces one. IID_DIR=dir writes the two image ids to
+# dir/worker and dir/upstream-sim (make image-test runs exactly those, whatever retags them).
 #
 # The bases (golang:1.26, distroless) come from their registries; where those are out of reach,
 # scripts/image-bases.sh makes local stand-ins for tests. An image built on a stand-in is
@@ -21,6 +22,7 @@ VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}
 BUILDAH=(buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-vfs}")
 args=(-f deploy/Dockerfile --build-arg "VERSION=$VERSION" --build-arg "COMMIT=$COMMIT")
+iid() { [ -z "${IID_DIR:-}" ] || printf -- '--iidfile=%s/%s' "$IID_DIR" "$1"; }
 
 engine=${ENGINE:-}
 if [ -z "$engine" ]; then
@@ -37,8 +39,8 @@ started=$(date +%s)
 case "$engine" in
   docker)
     say "docker build: $IMAGE and $IMAGE-upstream-sim (VERSION=$VERSION COMMIT=$COMMIT)"
-    docker build "${args[@]}" -t "$IMAGE" .
-    docker build "${args[@]}" --target upstream-sim -t "$IMAGE-upstream-sim" .
+    docker build "${args[@]}" $(iid worker) -t "$IMAGE" .
+    docker build "${args[@]}" $(iid upstream-sim) --target upstream-sim -t "$IMAGE-upstream-sim" .
     standin=$(docker image inspect --format '{{index .Config.Labels "org.usage-sync.stand-in"}}' "$IMAGE")
     ;;
   buildah)
@@ -48,8 +50,8 @@ case "$engine" in
     b=("${BUILDAH[@]}" build --isolation chroot --pull=false --ignorefile deploy/Dockerfile.dockerignore "${args[@]}")
     id() { "${BUILDAH[@]}" inspect --type image --format '{{.FromImageID}}' "$1" 2>/dev/null || true; }
     old=("$(id "$IMAGE")" "$(id "$IMAGE-upstream-sim")")
-    "${b[@]}" -t "$IMAGE" .
-    "${b[@]}" --target upstream-sim -t "$IMAGE-upstream-sim" .
+    "${b[@]}" $(iid worker) -t "$IMAGE" .
+    "${b[@]}" $(iid upstream-sim) --target upstream-sim -t "$IMAGE-upstream-sim" .
     # The images these tags held before, now untagged: removed unless something still uses them.
     for o in "${old[@]}"; do
       [ -z "$o" ] || [ "$o" = "$(id "$IMAGE")" ] || [ "$o" = "$(id "$IMAGE-upstream-sim")" ] ||
