@@ -37,6 +37,9 @@ import (
 // worker's own shutdown is well under this).
 const stopBound = 10 * time.Second
 
+// nonroot is distroless's non-root user and group, which the manifests' runAsUser name.
+const nonroot = 65532
+
 // waitBound bounds waiting for a started process's first log event.
 const waitBound = time.Minute
 
@@ -160,6 +163,9 @@ func TestImageRuns(t *testing.T) {
 	before := w.fingerprint(t)
 	t.Logf("mounted read-only in every run (the paths uid %s may write): %v", worker.config.User, w.readOnly)
 	uid, gid := w.ids(t, worker.config.User)
+	if uid != nonroot || gid != nonroot {
+		t.Errorf("the image runs as %d:%d, want distroless's nonroot %d:%d", uid, gid, nonroot, nonroot)
+	}
 
 	t.Run("no shell", func(t *testing.T) { checkNoShell(t, w) })
 
