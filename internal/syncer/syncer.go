@@ -472,10 +472,9 @@ func (s *Syncer) renew(ctx context.Context, log *zap.Logger, lease *store.Lease,
 // fail records a failed sync in sync_state with its backoff and logs it once.
 func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease, err error, took time.Duration) error {
 	kind, retryAfter := classify(err)
-	backoff := s.backoff(lease.ConsecutiveFailures)
-	if retryAfter > backoff {
-		backoff = retryAfter
-	}
+	// A Retry-After may lengthen the wait, never past FAILURE_BACKOFF_MAX: it is the server's
+	// advice, and one reply must not park a user for a day (or, as an HTTP date, for centuries).
+	backoff := min(max(s.backoff(lease.ConsecutiveFailures), retryAfter), s.opts.FailureBackoffMax)
 	msg := errorText(err)
 	fields := append([]zap.Field{zap.String("error", msg), zap.String("kind", kind),
 		zap.Int("consecutive_failures", lease.ConsecutiveFailures+1)}, failureFields(err)...)
@@ -496,7 +495,7 @@ func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease 
 }
 
 // backoff grows exponentially with the failures so far, with ±20% jitter so users that failed
-// together do not retry together.
+// together do not retry together; fail clamps the result to FailureBackoffMax.
 func (s *Syncer) backoff(failures int) time.Duration {
 	d := float64(s.opts.FailureBackoffBase) * math.Pow(2, float64(min(failures, 30)))
 	d = min(d, float64(s.opts.FailureBackoffMax))

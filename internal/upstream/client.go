@@ -428,8 +428,14 @@ func readLimited(r io.Reader, limit int64) (body []byte, tooLarge bool, err erro
 	return body, false, err
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP date; anything else, or a time in the past,
-// is 0.
+// retryAfterCeiling bounds what a Retry-After can say, in either form: a server's advice, not
+// an order. The client waits at most Config.MaxRetryAfter within a call, and the syncer moves a
+// user's next attempt at most FAILURE_BACKOFF_MAX; this ceiling only keeps the arithmetic sane
+// (an HTTP date in 9999 is some 292 years, past what a time.Duration holds).
+const retryAfterCeiling = 24 * time.Hour
+
+// parseRetryAfter reads delay-seconds or an HTTP date, at most retryAfterCeiling; anything
+// else, or a time in the past, is 0.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -439,10 +445,13 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if secs <= 0 {
 			return 0
 		}
-		// Anything beyond a day is nonsense; keep the multiplication from overflowing.
-		return time.Duration(min(secs, 86400)) * time.Second
+		// Compare before multiplying: the multiplication could overflow.
+		return time.Duration(min(secs, int64(retryAfterCeiling/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		if t.After(now.Add(retryAfterCeiling)) {
+			return retryAfterCeiling
+		}
 		return t.Sub(now)
 	}
 	return 0
