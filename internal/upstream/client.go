@@ -34,6 +34,9 @@ type Config struct {
 	HTTPClient     *http.Client // default: a client of its own with dial and TLS timeouts
 	UserAgent      string
 	Observer       Observer // nil: nothing observes requests (see observer.go)
+	// AllowInsecure accepts an http:// BaseURL to a host other than this machine
+	// (UPSTREAM_ALLOW_INSECURE); see CheckTransport.
+	AllowInsecure bool
 }
 
 const (
@@ -61,6 +64,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckTransport(u, cfg.AllowInsecure); err != nil {
+		return nil, err
+	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
 
@@ -83,6 +89,9 @@ func New(cfg Config) (*Client, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if cfg.JWTTTL > JWTTTLMax {
+		return nil, fmt.Errorf("upstream JWT TTL %s is above %s: a leaked token would stay good that long", cfg.JWTTTL, JWTTTLMax)
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.InitialBackoff)
 	if cfg.UserAgent == "" {
