@@ -187,6 +187,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		RevisionInterval:   revisionInterval(app.cfg.RevisionInterval),
 		FailureBackoffBase: app.cfg.FailureBackoffBase,
 		FailureBackoffMax:  app.cfg.FailureBackoffMax,
+		TriggerMinInterval: app.cfg.TriggerMinInterval,
 		MaxBackfillDays:    app.cfg.MaxBackfillDays,
 		ChargeEnabled:      app.cfg.ChargeEnabled,
 		ChargeFrom:         app.cfg.ChargeFrom,

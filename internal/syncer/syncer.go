@@ -61,6 +61,9 @@ type Options struct {
 	RevisionInterval time.Duration
 	// MaxTaskPages caps the pages of one task listing pass; zero takes MaxTaskPagesDefault.
 	MaxTaskPages int
+	// TriggerMinInterval is the least time between two triggered syncs of one user (RunTriggered);
+	// zero takes TriggerMinIntervalDefault.
+	TriggerMinInterval time.Duration
 }
 
 // RevisionEveryCycle as Options.RevisionInterval re-reads finished tasks on every cycle.
@@ -88,6 +91,7 @@ func (o Options) withDefaults() Options {
 	}
 	def(&o.FailureBackoffBase, FailureBackoffBaseDefault)
 	def(&o.FailureBackoffMax, FailureBackoffMaxDefault)
+	def(&o.TriggerMinInterval, TriggerMinIntervalDefault)
 	if o.MaxBackfillDays <= 0 {
 		o.MaxBackfillDays = MaxBackfillDaysDefault
 	}
@@ -212,8 +216,8 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	return s.endCycle(ctx, log, req, &sum, start, t.claimErr)
 }
 
-// startCycle enrols new profiles and, unless the run is for one user, joins or starts the
-// shared cycle; it returns what the run's claims ask for.
+// startCycle enrols new profiles (a run for one user: only that user) and, unless the run is
+// for one user, joins or starts the shared cycle; it returns what the run's claims ask for.
 func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, error) {
 	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
 	if o.UserID != "" {
@@ -225,7 +229,7 @@ func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions
 			return req, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 		}
 	}
-	enrolled, err := s.st.Enrol(ctx, s.at())
+	enrolled, err := s.st.Enrol(ctx, s.at(), o.UserID)
 	if err != nil {
 		return req, fmt.Errorf("start cycle: %w", err)
 	}
