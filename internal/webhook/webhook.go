@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/usage-sync/usage-sync/internal/safetext"
 )
@@ -61,8 +62,9 @@ func New(secret string, trig Trigger, users Users, log *zap.Logger) *Handler {
 		log = zap.NewNop()
 	}
 	return &Handler{secret: []byte(secret), trig: trig, users: users, log: log,
-		rejected: newRejections(log, "webhook.rejected"), duplicates: newRejections(log, "webhook.duplicate"),
-		acted: newRecent(rememberedDefault)}
+		rejected:   newRejections(log, "webhook.rejected", zapcore.WarnLevel),
+		duplicates: newRejections(log, "webhook.duplicate", zapcore.InfoLevel),
+		acted:      newRecent(rememberedDefault)}
 }
 
 type delivery struct {
