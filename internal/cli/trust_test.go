@@ -183,4 +183,3 @@ func peakRSS(t *testing.T) string {
 	}
 	return "unknown"
 }
-
