@@ -71,6 +71,11 @@ func TestProbes(t *testing.T) {
 
 	proxy.SetDown(true)
 	expect("/readyz", 503, "not ready: database unreachable")
+	// Finding 7: the body names no database host, port or role; the log has the driver's error.
+	if _, b := get(t, base+"/readyz"); strings.Contains(b, "127.0.0.1") || strings.Contains(b, "user=") || strings.Contains(b, "postgres") {
+		t.Fatalf("/readyz names the database: %q", b)
+	}
+	wait(t, stderr.when(`"event":"health.not_ready"`), "health.not_ready with the driver's error", &stderr)
 	expect("/livez", 200, "ok")
 	expect("/metrics", 200, "usage_sync_user_syncs_total")
 	proxy.SetDown(false)

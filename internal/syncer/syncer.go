@@ -482,7 +482,8 @@ func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease 
 	msg := errorText(err)
 	fields := append([]zap.Field{zap.String("error", msg), zap.String("kind", kind),
 		zap.Int("consecutive_failures", lease.ConsecutiveFailures+1)}, failureFields(err)...)
-	next, rerr := s.st.RecordFailure(context.WithoutCancel(ctx), lease, store.Failure{RunID: runID, Error: msg, Kind: kind, Backoff: backoff})
+	// The log keeps the whole text; sync_state, which the user reads, gets userText.
+	next, rerr := s.st.RecordFailure(context.WithoutCancel(ctx), lease, store.Failure{RunID: runID, Error: userText(err, kind, runID), Kind: kind, Backoff: backoff})
 	if rerr != nil && !errors.Is(rerr, store.ErrLeaseLost) {
 		// Give the user back rather than hold its lease until it expires.
 		if relErr := s.st.Release(context.WithoutCancel(ctx), lease); relErr != nil {
