@@ -80,12 +80,19 @@ func TestDeliveryActedOnOnce(t *testing.T) {
 		t.Fatalf("a dropped delivery was remembered as acted on: %q", body)
 	}
 	h.duplicates.flush()
+	checkAggregated(t, logs, "webhook.duplicate", 100)
+}
+
+// checkAggregated asserts that the lines named event count want deliveries in all, in a few lines.
+func checkAggregated(t *testing.T, logs *observer.ObservedLogs, event string, want int) {
+	t.Helper()
+	lines := logs.FilterMessage(event).All()
 	n := 0
-	for _, l := range logs.FilterMessage("webhook.duplicate").All() {
+	for _, l := range lines {
 		n += int(l.ContextMap()["count"].(int64))
 	}
-	if n != 100 || logs.FilterMessage("webhook.duplicate").Len() > 3 {
-		t.Fatalf("%d duplicates counted in %d lines, want 100 in a few", n, logs.FilterMessage("webhook.duplicate").Len())
+	if n != want || len(lines) > 3 {
+		t.Fatalf("%s: %d deliveries counted in %d lines, want %d in a few", event, n, len(lines), want)
 	}
 }
 
@@ -111,13 +118,7 @@ func TestDeliveryForUnknownUser(t *testing.T) {
 		t.Fatalf("triggered %v, want only the known user", rec.users)
 	}
 	h.rejected.flush()
-	n := 0
-	for _, l := range logs.FilterMessage("webhook.rejected").All() {
-		n += int(l.ContextMap()["count"].(int64))
-	}
-	if n != 50 || logs.FilterMessage("webhook.rejected").Len() > 3 {
-		t.Fatalf("%d unknown-user rejections in %d lines, want 50 in a few", n, logs.FilterMessage("webhook.rejected").Len())
-	}
+	checkAggregated(t, logs, "webhook.rejected", 50)
 }
 
 // Finding 5: the 64 KiB cap applies before the signature is checked, so even a correctly
