@@ -343,11 +343,6 @@ func (c Config) validateUpstream(p *problems) {
 	c.positive(p, "UPSTREAM_TIMEOUT", c.UpstreamTimeout, 0)
 	c.positive(p, "UPSTREAM_RETRY_MAX_ELAPSED", c.UpstreamRetryMax, 0)
 	c.positive(p, "UPSTREAM_RETRY_AFTER_MAX", c.UpstreamRetryAfter, 0)
-	if c.UpstreamRetryMax > 0 && c.UpstreamRetryAfter > c.UpstreamRetryMax {
-		// The client never waits past a call's budget: a longer cap could not be honoured.
-		p.addf("UPSTREAM_RETRY_AFTER_MAX %s is above UPSTREAM_RETRY_MAX_ELAPSED %s: a call never waits past its retry budget; lower UPSTREAM_RETRY_AFTER_MAX (default %s) or raise the budget",
-			c.UpstreamRetryAfter, c.UpstreamRetryMax, upstream.MaxRetryAfterDefault)
-	}
 }
 
 func (c Config) validateSync(p *problems) {
