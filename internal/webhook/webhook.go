@@ -146,9 +146,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "queued"})
 }
 
-// deliveryKey identifies what a delivery says: its user, task and stats (compacted, so a
-// re-encoding is the same delivery). The same task in another state (more emails done) is a
-// new delivery.
+// deliveryKey identifies what a delivery says: its user, task and stats (white space
+// compacted, so a re-indented body is the same delivery). The same task in another state (more
+// emails done) is a new delivery.
 func deliveryKey(user, taskID string, stats json.RawMessage) [sha256.Size]byte {
 	var compact bytes.Buffer
 	if json.Compact(&compact, stats) != nil {
