@@ -199,8 +199,8 @@ func TestImageRuns(t *testing.T) {
 		if i == len(ids)-1 {
 			start[id] = 50
 		}
-		if _, err := db.Exec(ctx, `insert into profiles (user_id, email, display_name) values ($1, $2, $2);
-			`, id, fmt.Sprintf("user%d@image.test", i+1)); err != nil {
+		if _, err := db.Exec(ctx, `insert into profiles (user_id, email, display_name) values ($1, $2, $2)`,
+			id, fmt.Sprintf("user%d@image.test", i+1)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.Exec(ctx, `insert into user_credits (user_id, credits_remaining) values ($1, $2)`, id, start[id]); err != nil {
@@ -231,6 +231,8 @@ func TestImageRuns(t *testing.T) {
 	}
 	checkCharges(t, db, start)
 
+	// The Deployment's container: no args. On the host's network, so on a free loopback port
+	// rather than METRICS_ADDR's default.
 	t.Run("daemon", func(t *testing.T) {
 		metricsAddr := freeAddr(t)
 		daemonEnv := maps.Clone(env)
