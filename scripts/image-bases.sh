@@ -126,12 +126,23 @@ make_distroless() {
   say "$DISTROLESS: stand-in committed"
 }
 
+# stored NAME: says which image of that name is stored and will be built on.
+stored() {
+  local l
+  l=$(label "$1" || true)
+  if [ -n "$l" ]; then
+    say "$1: using the stored STAND-IN ($LABEL=$l): FOR TESTS ONLY, NEVER FOR A RELEASE"
+  else
+    say "$1: using the stored image (pulled earlier)"
+  fi
+}
+
 if pull "$GOLANG"; then :
-elif golang_current; then say "$GOLANG: using the stored image ($(label "$GOLANG" || true))"
+elif golang_current; then stored "$GOLANG"
 else make_golang
 fi
 
 if pull "$DISTROLESS"; then :
-elif label "$DISTROLESS" >/dev/null; then say "$DISTROLESS: using the stored image ($(label "$DISTROLESS" || true))"
+elif label "$DISTROLESS" >/dev/null; then stored "$DISTROLESS"
 else make_distroless
 fi
