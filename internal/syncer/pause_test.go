@@ -104,7 +104,7 @@ func TestAPausedUserIsTakenByNothingAndCatchesUpOnResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := e.clock.Now()
-	if users, err := e.st.Requested(ctx, 10, &at); err != nil || len(users) != 0 {
+	if users, err := e.st.Requested(ctx, 10, 0, &at); err != nil || len(users) != 0 {
 		t.Fatalf("request poll while paused: %v, %v; want nobody", users, err)
 	}
 	if n := reqs.of(p); n != 0 {
