@@ -151,14 +151,22 @@ func TestRevokedKeyKeepsItsRowAndCharges(t *testing.T) {
 	if got := e.q(`select coalesce(sum(amount), 0) from credit_ledger where meta->>'key_id' = $1`, k.ID); got != charged {
 		t.Fatalf("charges of the revoked key changed from %d to %d", charged, got)
 	}
-	rows, err := e.st.Report(context.Background(), u, day(e.clock.Now()), day(e.clock.Now()).AddDate(0, 0, 1))
+	if got := e.q(`select coalesce(sum(amount), 0) from credit_ledger where source = 'unlisted_requests'`); got != 0 {
+		t.Fatalf("%d charged as unlisted before the day settled", got)
+	}
+	// Once the day settles, the per-purpose total charges the 2 requests no listing shows.
+	today := day(e.clock.Now())
+	e.settleToday()
+	e.cycle(s, syncer.CycleOptions{All: true})
+	rows, err := e.st.Report(context.Background(), u, today, today.AddDate(0, 0, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1 || rows[0].Unattributed != 2 {
-		t.Fatalf("report %+v; want the 2 requests no listed key accounts for", rows)
+	if len(rows) != 1 || rows[0].Unlisted != 2 {
+		t.Fatalf("report %+v; want the 2 requests no listed key accounts for charged as unlisted", rows)
 	}
-	e.checkInvariants(false)
+	e.checkInvariants(true)
+	e.checkRequestsCharged()
 }
 
 func TestBalanceSmallerThanUsage(t *testing.T) {

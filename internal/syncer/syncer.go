@@ -215,7 +215,8 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 // startCycle enrols new profiles and, unless the run is for one user, joins or starts the
 // shared cycle; it returns what the run's claims ask for.
 func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, error) {
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock,
+		Live: s.opts.ChargeEnabled}
 	if o.UserID != "" {
 		ok, err := s.st.HasUser(ctx, o.UserID)
 		if err != nil {
