@@ -53,7 +53,8 @@ type envConfig struct {
 	shadow   bool // CHARGE_ENABLED=false
 	// noChargeFrom leaves CHARGE_FROM empty: each user is charged from its go-live.
 	noChargeFrom bool
-	start        time.Time // where the clock starts; zero: the real now
+	flavor       pgtest.Flavor // "": plain
+	start        time.Time     // where the clock starts; zero: the real now
 }
 
 // setup builds an env. Unless the config says otherwise, the clock stands at the real now and
@@ -61,7 +62,10 @@ type envConfig struct {
 // on the clock in Go and in SQL alike, so it may stand anywhere.
 func setup(t testing.TB, c envConfig) *env {
 	t.Helper()
-	st, dsn := pgtest.Open(t, pgtest.Plain)
+	if c.flavor == "" {
+		c.flavor = pgtest.Plain
+	}
+	st, dsn := pgtest.Open(t, c.flavor)
 	clk := &clock{t: time.Now().UTC()}
 	if !c.start.IsZero() {
 		clk.t = c.start.UTC()
