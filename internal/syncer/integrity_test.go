@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,4 +260,79 @@ func TestGoingLiveNeverChargesTheTrial(t *testing.T) {
 	}
 	e.checkInvariants(true)
 	e.checkRequestsCharged()
+}
+
+// Migration 0008 carries a deployment's state over from what the worker wrote before it (the
+// mirror's worker rows, the ledger): a database synced at the previous schema, migrated, then a
+// cycle, adds no ledger row and lists no task from before the stored watermark less the usual
+// overlap. A watermark an imitation row had pushed into 2999 is derived again from the tasks
+// carried, which leave the imitation out. CHARGE_FROM is empty, so the go-live carries over too.
+func TestMigrationCarriesTheBookkeepingOver(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 135, Users: 3, KeysPerUser: 2, TasksPerUser: 6, HistoryDays: 2},
+		noChargeFrom: true})
+	s := e.syncer()
+	e.cycle(s, syncer.CycleOptions{All: true})
+	e.cycle(s, syncer.CycleOptions{All: true})
+	users := e.sim.Users()
+	poisoned := users[0]
+	// The previous schema: no bookkeeping tables, 0008 not applied; what a worker of that schema
+	// left is in the mirror, the ledger and sync_state, and one user's tasks were poisoned there.
+	pgtest.Exec(t, e.dsn, `
+		drop table usage_sync.keys, usage_sync.key_days, usage_sync.purpose_days, usage_sync.tasks, usage_sync.go_live;
+		delete from usage_sync.schema_migrations where version = 8;
+		insert into tasks (task_id, user_id, status, email_count, created_at, updated_at, synced_at)
+		values ('imitation-2999', '`+poisoned+`', 'completed', 1, '2999-01-01', '2999-01-01', now());
+		update sync_state set task_watermark = '2999-01-01', task_watermark_open = '2999-01-01' where user_id = '`+poisoned+`';`)
+	watermarks := map[string]time.Time{}
+	for _, u := range users[1:] {
+		var wm time.Time
+		if err := e.db.QueryRow(context.Background(), `select least(task_watermark, task_watermark_open) from sync_state where user_id = $1`, u).Scan(&wm); err != nil {
+			t.Fatal(err)
+		}
+		watermarks[u] = wm
+	}
+	ledger := e.q(`select count(*) from credit_ledger`)
+	if _, err := e.st.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if n := e.q(`select count(*) from usage_sync.go_live g join sync_state s using (user_id) where g.live_at = s.enrolled_at`); n != int64(len(users)) {
+		t.Fatalf("%d users kept their go-live at enrolment, want all %d (they were charged live)", n, len(users))
+	}
+	if n := e.q(`select count(*) from usage_sync.tasks where task_id = 'imitation-2999'`); n != 0 {
+		t.Fatal("a task created in 2999 was carried into the worker's record")
+	}
+	var mu sync.Mutex
+	after := map[string]time.Time{}
+	e.sim.OnRequest(func(user, path string, q url.Values) {
+		if !strings.HasSuffix(path, "/tasks") || q.Get("created_after") == "" {
+			return
+		}
+		at, err := time.Parse(time.RFC3339Nano, q.Get("created_after"))
+		if err != nil {
+			t.Errorf("created_after %q: %v", q.Get("created_after"), err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if old, ok := after[user]; !ok || at.Before(old) {
+			after[user] = at
+		}
+	})
+	if sum := e.cycle(s, syncer.CycleOptions{All: true}); !sum.OK() || sum.Synced != len(users) {
+		t.Fatalf("cycle after the migration: %+v", sum)
+	}
+	if added := e.q(`select count(*) from credit_ledger`) - ledger; added != 0 {
+		t.Fatalf("the first cycle after the migration added %d ledger rows: a day or task charged again", added)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for u, wm := range watermarks {
+		if got, ok := after[u]; !ok || got.Before(wm.Add(-syncer.TaskOverlapDefault)) {
+			t.Errorf("user %s: tasks listed from %v, want no earlier than the stored watermark %v less the overlap", u, got, wm)
+		}
+	}
+	if got, ok := after[poisoned]; !ok || got.Year() >= 2999 {
+		t.Errorf("the poisoned user's tasks are listed from %v: its watermark was not derived again", got)
+	}
+	e.checkInvariants(true)
 }
