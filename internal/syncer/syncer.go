@@ -47,7 +47,7 @@ type Options struct {
 	FailureBackoffMax  time.Duration
 	MaxBackfillDays    int
 	ChargeEnabled      bool
-	ChargeFrom         *time.Time // nil → each user's enrolment
+	ChargeFrom         *time.Time // nil → each user's go-live (Lease.LiveAt; the enrolment in shadow mode)
 	WorkerID           string
 	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
 	// backoff, cycles, revision sweeps and the revision window use the database's now(), the one
