@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -400,8 +401,27 @@ func upsertPurposeUsage(ctx context.Context, tx pgx.Tx, user string, rows []Purp
 	return tag.RowsAffected(), nil
 }
 
-const taskColumns = `task_id, user_id, status, email_count, valid_count, invalid_count, catchall_count, unknown_count,
-		                billable_count, progress, source, webhook_url, created_at, updated_at, started_at, finished_at`
+// taskMirrored are the task columns the worker's record and the mirror share besides the id and
+// the owner; taskColumns is all of them.
+var (
+	taskMirrored = []string{"status", "email_count", "valid_count", "invalid_count", "catchall_count", "unknown_count",
+		"billable_count", "progress", "source", "webhook_url", "created_at", "updated_at", "started_at", "finished_at"}
+	taskColumns = "task_id, user_id, " + strings.Join(taskMirrored, ", ")
+)
+
+// assignExcluded is an ON CONFLICT DO UPDATE's "c = excluded.c" list for cols.
+func assignExcluded(cols []string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c + " = excluded." + c
+	}
+	return strings.Join(out, ", ")
+}
+
+// qualified is cols, each prefixed ("t." or "excluded."), for a row comparison.
+func qualified(prefix string, cols []string) string {
+	return prefix + strings.Join(cols, ", "+prefix)
+}
 
 // upsertTasks writes a task only when one of its mirrored columns changed in the worker's record.
 // finished_at is the upstream's when given, else kept from an earlier sync, else now on the
@@ -437,33 +457,14 @@ func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int
 			       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
 			       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end
 			from input i left join usage_sync.tasks old on old.task_id = i.id
-			on conflict (task_id) do update set
-				status = excluded.status, email_count = excluded.email_count, valid_count = excluded.valid_count,
-				invalid_count = excluded.invalid_count, catchall_count = excluded.catchall_count,
-				unknown_count = excluded.unknown_count, billable_count = excluded.billable_count,
-				progress = excluded.progress, source = excluded.source, webhook_url = excluded.webhook_url,
-				created_at = excluded.created_at, updated_at = excluded.updated_at, started_at = excluded.started_at,
-				finished_at = excluded.finished_at
+			on conflict (task_id) do update set `+assignExcluded(taskMirrored)+`
 			where t.user_id = excluded.user_id
-			  and (t.status, t.email_count, t.valid_count, t.invalid_count, t.catchall_count, t.unknown_count,
-			       t.billable_count, t.progress, t.source, t.webhook_url, t.created_at, t.updated_at, t.started_at,
-			       t.finished_at)
-			      is distinct from
-			      (excluded.status, excluded.email_count, excluded.valid_count, excluded.invalid_count,
-			       excluded.catchall_count, excluded.unknown_count, excluded.billable_count, excluded.progress,
-			       excluded.source, excluded.webhook_url, excluded.created_at, excluded.updated_at,
-			       excluded.started_at, excluded.finished_at)
+			  and (`+qualified("t.", taskMirrored)+`) is distinct from (`+qualified("excluded.", taskMirrored)+`)
 			returning `+taskColumns+`
 		)
 		insert into tasks as m (`+taskColumns+`, synced_at)
 		select `+taskColumns+`, now() from w
-		on conflict (task_id) do update set
-			user_id = excluded.user_id, status = excluded.status, email_count = excluded.email_count,
-			valid_count = excluded.valid_count, invalid_count = excluded.invalid_count,
-			catchall_count = excluded.catchall_count, unknown_count = excluded.unknown_count,
-			billable_count = excluded.billable_count, progress = excluded.progress, source = excluded.source,
-			webhook_url = excluded.webhook_url, created_at = excluded.created_at, updated_at = excluded.updated_at,
-			started_at = excluded.started_at, finished_at = excluded.finished_at, synced_at = now()`,
+		on conflict (task_id) do update set user_id = excluded.user_id, `+assignExcluded(taskMirrored)+`, synced_at = now()`,
 		l.UserID, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
 		updated, started, finishedAt, finished, l.at())
 	if err != nil {
