@@ -31,7 +31,7 @@ create table if not exists usage_sync.key_days (
   key_id  text not null,
   day     timestamptz not null,   -- UTC midnight
   user_id uuid not null,
-  purpose text,
+  purpose text not null,           -- '' when the listing gave none: matched as is by unlisted_requests
   count   bigint not null,
   primary key (key_id, day)
 );
@@ -88,7 +88,7 @@ on conflict (key_id) do nothing;
 
 -- Key days: the worker's per-key rows of keys it owns.
 insert into usage_sync.key_days (key_id, day, user_id, purpose, count)
-select u.api_key_id, u.period_start, u.user_id, u.purpose, u.count
+select u.api_key_id, u.period_start, u.user_id, coalesce(u.purpose, ''), u.count
 from public.api_usage u
 join usage_sync.keys k on k.key_id = u.api_key_id and k.user_id = u.user_id
 where u.origin = 'usage-sync' and u.api_key_id is not null and u.period_start <= now()

@@ -319,7 +319,7 @@ func upsertKeys(ctx context.Context, tx pgx.Tx, user string, keys []KeyRow) (wri
 // mirrorKeyDaysSQL writes the mirror rows of the usage_sync.key_days records in w.
 const mirrorKeyDaysSQL = `
 		insert into api_usage as m (user_id, api_key_id, purpose, count, period_start, period_end, origin, synced_at)
-		select user_id, key_id, purpose, count, day, day + interval '1 day', 'usage-sync', now() from w
+		select user_id, key_id, nullif(purpose, ''), count, day, day + interval '1 day', 'usage-sync', now() from w
 		on conflict (api_key_id, period_start) where origin = 'usage-sync' and api_key_id is not null
 		do update set user_id = excluded.user_id, purpose = excluded.purpose, count = excluded.count,
 		              period_end = excluded.period_end, path = null, synced_at = now()`
@@ -339,7 +339,7 @@ func upsertUsage(ctx context.Context, tx pgx.Tx, user string, rows []UsageRow, z
 	tag, err := tx.Exec(ctx, `
 		with w as (
 			insert into usage_sync.key_days as u (key_id, day, user_id, purpose, count)
-			select k, d, $1, nullif(p, ''), c
+			select k, d, $1, p, c
 			from unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[]) as r(k, p, c, d)
 			on conflict (key_id, day) do update set count = excluded.count, purpose = excluded.purpose
 			where u.user_id = excluded.user_id
