@@ -423,6 +423,32 @@ func qualified(prefix string, cols []string) string {
 	return prefix + strings.Join(cols, ", "+prefix)
 }
 
+// upsertTasksSQL writes the record's changed tasks, then their mirror rows: $1 the user, $2–$17
+// the task columns, $18 the lease's clock. Built once: the column lists are shared with the
+// mirror's, and the statement text must not be rebuilt per call.
+var upsertTasksSQL = `
+		with input as (
+			select * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],
+			                     $9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::timestamptz[],
+			                     $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bool[])
+			  as i(id, status, source, hook, emails, valid, invalid, catchall, unknown, billable, progress, created,
+			       updated, started, finished_at, finished)
+		),
+		w as (
+			insert into usage_sync.tasks as t (` + taskColumns + `)
+			select i.id, $1, i.status, i.emails, i.valid, i.invalid, i.catchall, i.unknown, i.billable, i.progress,
+			       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
+			       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end
+			from input i left join usage_sync.tasks old on old.task_id = i.id
+			on conflict (task_id) do update set ` + assignExcluded(taskMirrored) + `
+			where t.user_id = excluded.user_id
+			  and (` + qualified("t.", taskMirrored) + `) is distinct from (` + qualified("excluded.", taskMirrored) + `)
+			returning ` + taskColumns + `
+		)
+		insert into tasks as m (` + taskColumns + `, synced_at)
+		select ` + taskColumns + `, now() from w
+		on conflict (task_id) do update set user_id = excluded.user_id, ` + assignExcluded(taskMirrored) + `, synced_at = now()`
+
 // upsertTasks writes a task only when one of its mirrored columns changed in the worker's record.
 // finished_at is the upstream's when given, else kept from an earlier sync, else now on the
 // lease's clock (first seen finished): the revision window is measured from it.
@@ -443,28 +469,7 @@ func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int
 		emails[i], valid[i], invalid[i], catchall[i], unknown[i], billable[i] = t.Emails, t.Valid, t.Invalid, t.Catchall, t.Unknown, t.Billable
 		progress[i], created[i], updated[i], started[i], finishedAt[i], finished[i] = t.Progress, t.CreatedAt, t.UpdatedAt, t.StartedAt, t.FinishedAt, t.Finished
 	}
-	tag, err := tx.Exec(ctx, `
-		with input as (
-			select * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],
-			                     $9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::timestamptz[],
-			                     $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bool[])
-			  as i(id, status, source, hook, emails, valid, invalid, catchall, unknown, billable, progress, created,
-			       updated, started, finished_at, finished)
-		),
-		w as (
-			insert into usage_sync.tasks as t (`+taskColumns+`)
-			select i.id, $1, i.status, i.emails, i.valid, i.invalid, i.catchall, i.unknown, i.billable, i.progress,
-			       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
-			       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end
-			from input i left join usage_sync.tasks old on old.task_id = i.id
-			on conflict (task_id) do update set `+assignExcluded(taskMirrored)+`
-			where t.user_id = excluded.user_id
-			  and (`+qualified("t.", taskMirrored)+`) is distinct from (`+qualified("excluded.", taskMirrored)+`)
-			returning `+taskColumns+`
-		)
-		insert into tasks as m (`+taskColumns+`, synced_at)
-		select `+taskColumns+`, now() from w
-		on conflict (task_id) do update set user_id = excluded.user_id, `+assignExcluded(taskMirrored)+`, synced_at = now()`,
+	tag, err := tx.Exec(ctx, upsertTasksSQL,
 		l.UserID, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
 		updated, started, finishedAt, finished, l.at())
 	if err != nil {
