@@ -57,8 +57,9 @@ func checkProfile(ctx context.Context, tx pgx.Tx, user string) error {
 
 // checkOwnership runs after the upserts, which skip rows of another user: any id of this sync
 // still owned by someone else in the worker's own records (usage_sync) is a conflict. The mirror
-// is never asked: a dashboard row naming another user's id is the dashboard's, and is rewritten. Checking after rather than before also catches a
-// row another user's sync inserted concurrently (the upsert waited for it, then skipped it).
+// is never asked: a dashboard row naming another user's id is the dashboard's, and is
+// rewritten. Checking after rather than before also catches a record another user's sync
+// inserted concurrently (the upsert waited for it, then skipped it).
 func checkOwnership(ctx context.Context, tx pgx.Tx, user string, u *Plan) error {
 	keys := make([]string, 0, len(u.Keys)+len(u.Usage))
 	for _, k := range u.Keys {
