@@ -47,7 +47,7 @@ type Options struct {
 	FailureBackoffMax  time.Duration
 	MaxBackfillDays    int
 	ChargeEnabled      bool
-	ChargeFrom         *time.Time // nil → each user's enrolment
+	ChargeFrom         *time.Time // nil → each user's go-live (Lease.LiveAt; the enrolment in shadow mode)
 	WorkerID           string
 	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
 	// backoff, cycles, revision sweeps and the revision window use the database's now(), the one
@@ -243,7 +243,8 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 // for one user, joins or starts the shared cycle; it returns what the run's claims ask for and
 // the func that ends the run's membership of its cycle once its users are done.
 func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, func(), error) {
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock,
+		Live: s.opts.ChargeEnabled}
 	endMember := func() {}
 	if o.UserID != "" {
 		ok, err := s.st.HasUser(ctx, o.UserID)
