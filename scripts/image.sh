@@ -57,6 +57,9 @@ case "$engine" in
       [ -z "$o" ] || [ "$o" = "$(id "$IMAGE")" ] || [ "$o" = "$(id "$IMAGE-upstream-sim")" ] ||
         "${BUILDAH[@]}" rmi "$o" >/dev/null 2>&1 || true
     done
+    for i in "$IMAGE" "$IMAGE-upstream-sim"; do
+      say "$i: $("${BUILDAH[@]}" images --format '{{.Size}}' "$i")"
+    done
     standin=$("${BUILDAH[@]}" inspect --type image --format '{{index .OCIv1.Config.Labels "org.usage-sync.stand-in"}}' "$IMAGE")
     ;;
   *) die "ENGINE=$engine: use docker or buildah" ;;
