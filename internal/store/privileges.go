@@ -57,7 +57,8 @@ obj as (
          coalesce(n.nspacl, acldefault('n'::"char", n.nspowner)) as acl, n.nspowner as owner, false as own_rows
   from pg_namespace n where n.nspname = 'usage_sync'
   union all
-  select case when c.relkind = 'S' then 'sequence' else 'table' end, c.oid, c.oid::regclass::text,
+  select case when c.relkind = 'S' then 'sequence' else 'table' end, c.oid,
+         quote_ident(c.relnamespace::regnamespace::text) || '.' || quote_ident(c.relname),
          coalesce(c.relacl, acldefault((case when c.relkind = 'S' then 's' else 'r' end)::"char", c.relowner)),
          c.relowner, c.relrowsecurity and c.oid in (select oid from worker_rel)
   from pg_class c
@@ -68,7 +69,9 @@ obj as (
                       where d.classid = 'pg_class'::regclass and d.refclassid = 'pg_class'::regclass
                         and d.deptype in ('a', 'i') and d.refobjid in (select oid from worker_rel)))
   union all
-  select 'function', p.oid, p.oid::regprocedure::text, coalesce(p.proacl, acldefault('f'::"char", p.proowner)),
+  select 'function', p.oid,
+         quote_ident(p.pronamespace::regnamespace::text) || '.' || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+         coalesce(p.proacl, acldefault('f'::"char", p.proowner)),
          p.proowner, false
   from pg_proc p
   where p.pronamespace = 'usage_sync'::regnamespace
@@ -194,14 +197,14 @@ func (s *Store) hardenPrivileges(ctx context.Context) error {
 const exposureQuery = `
 with role as (select oid, rolname::text as name from pg_roles where rolname = any($2::text[])),
 adopted as (
-  select c.oid, c.relname::text as name, c.relrowsecurity
+  select c.oid, 'public.' || quote_ident(c.relname) as qname, c.relname::text as name, c.relrowsecurity
   from unnest($1::text[]) n
   join pg_class c on c.oid = to_regclass('public.' || quote_ident(n))
   where not exists (select 1 from pg_policy p where p.polrelid = c.oid and p.polname = $3)
 ),
 priv(name, col) as (values ('SELECT', true), ('INSERT', true), ('UPDATE', true), ('DELETE', false),
                           ('TRUNCATE', false), ('TRIGGER', false), ('REFERENCES', true))
-select a.oid::regclass::text, a.name, a.relrowsecurity, r.name,
+select a.qname, a.name, a.relrowsecurity, r.name,
        array(select p.name from priv p
              where has_table_privilege(r.oid, a.oid, p.name)
                 or (p.col and has_any_column_privilege(r.oid, a.oid, p.name))) as held,
@@ -217,8 +220,11 @@ order by 1, 4`
 // worker's rights.
 const triggerQuery = `
 with role as (select oid, rolname::text as name from pg_roles where rolname = any($2::text[]))
-select t.tgrelid::regclass::text, t.tgname::text, p.oid::regprocedure::text, pg_get_userbyid(p.proowner)
+select 'public.' || quote_ident(c.relname), quote_ident(t.tgname),
+       quote_ident(n.nspname) || '.' || quote_ident(p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       pg_get_userbyid(p.proowner)
 from pg_trigger t
+join pg_class c on c.oid = t.tgrelid
 join pg_proc p on p.oid = t.tgfoid
 join pg_namespace n on n.oid = p.pronamespace
 where not t.tgisinternal
@@ -293,7 +299,7 @@ func (s *Store) Exposures(ctx context.Context) ([]Exposure, error) {
 		}
 		x.Privileges = []string{"TRIGGER " + name}
 		x.Why = fmt.Sprintf("owns trigger %s's function %s, which runs inside the worker's writes", name, fn)
-		x.Fix = fmt.Sprintf("drop trigger %s on %s;", quoteIdent(name), x.Table)
+		x.Fix = fmt.Sprintf("drop trigger %s on %s;", name, x.Table)
 		return x, nil
 	})
 	if err != nil {
@@ -348,8 +354,6 @@ func exposure(table, name, role string, rls bool, held, publicHeld []string) (Ex
 		Fix:        fmt.Sprintf("revoke %s on %s from %s;", strings.ToLower(strings.Join(privs, ", ")), table, from),
 	}, true
 }
-
-func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 // checkExposures runs before migrate changes anything: with exposures it stops, unless the
 // operator allowed them, and then each is logged as a warning.
