@@ -186,7 +186,7 @@ func TestSupabaseProjectAPIRoleProbes(t *testing.T) {
 	tables := []string{"profiles", "user_credits", "sync_state", "api_keys", "api_usage", "tasks", "credit_ledger"}
 	for _, role := range []string{"authenticated", "anon"} {
 		denied := map[string]string{
-			"setval credit_ledger's sequence": `select setval(pg_get_serial_sequence('public.credit_ledger', 'id'), 1)`,
+			"setval credit_ledger's sequence":  `select setval(pg_get_serial_sequence('public.credit_ledger', 'id'), 1)`,
 			"nextval credit_ledger's sequence": `select nextval(pg_get_serial_sequence('public.credit_ledger', 'id'))`,
 			"create trigger on user_credits":   `create trigger probe before update on public.user_credits for each row execute function public.probe_bonus()`,
 			"read usage_sync.cycle":            `select * from usage_sync.cycle`,
