@@ -2,8 +2,13 @@ package store_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -342,5 +347,112 @@ func TestMigrateStopsOnATriggerAnAPIRoleAttached(t *testing.T) {
 		!strings.Contains(err.Error(), "public.user_credits: role authenticated owns trigger bonus's function public.bonus()") ||
 		!strings.Contains(err.Error(), "fix: drop trigger bonus on public.user_credits;") {
 		t.Fatalf("migrate with an API role's trigger on user_credits = %v, want one exposure naming it and the drop", err)
+	}
+}
+
+// dedicatedRole creates a login role of the test's own (roles are cluster-wide), dropped after
+// the test's database, and returns its name.
+func dedicatedRole(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	role := "usagesync_r_" + hex.EncodeToString(b)
+	admin := pgtest.BaseURL()
+	pgtest.Exec(t, admin, "create role "+role+" login")
+	return role
+}
+
+// grantsFor is testdata/<file> (written for role usage_sync on database postgres, the project's
+// postgres being postgres) for role on the test database, checked to be what docs/supabase.md
+// lists.
+func grantsFor(t *testing.T, file, role, database string) string {
+	t.Helper()
+	sql := pgtest.Testdata(t, file)
+	docs := readDoc(t, "supabase.md")
+	for _, line := range strings.Split(sql, "\n") {
+		stmt, _, _ := strings.Cut(line, "--")
+		if stmt = strings.TrimSpace(stmt); stmt != "" && !strings.Contains(docs, stmt) {
+			t.Errorf("docs/supabase.md does not list %q (testdata/%s)", stmt, file)
+		}
+	}
+	sql = regexp.MustCompile(`\busage_sync\b`).ReplaceAllString(sql, role)
+	sql = strings.ReplaceAll(sql, "on database postgres", "on database "+database)
+	return strings.ReplaceAll(sql, "to postgres;", "to "+pgtest.ProjectOwner+";")
+}
+
+func readDoc(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func databaseOf(t *testing.T, dsn string) string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Database
+}
+
+// migrate as a dedicated role with exactly the grants docs/supabase.md lists, on a fresh
+// Supabase project: it works (it failed with "permission denied for schema auth"), twice, and
+// the API roles get their contract on what it created.
+func TestMigrateAsADedicatedRole(t *testing.T) {
+	t.Parallel()
+	role := dedicatedRole(t)
+	t.Cleanup(func() { pgtest.Exec(t, pgtest.BaseURL(), "drop role if exists "+role) })
+	dsn := pgtest.EmptyDB(t, pgtest.SupabaseProject)
+	pgtest.Exec(t, dsn, grantsFor(t, "dedicated-role.sql", role, databaseOf(t, dsn)))
+	for i := 0; i < 2; i++ {
+		if err := migrateAs(t, dsn, role, store.Options{}); err != nil {
+			t.Fatalf("migrate #%d as a dedicated role with the documented grants: %v", i+1, err)
+		}
+	}
+	assertAPIRoleContract(t, pgtest.Pool(t, dsn))
+}
+
+// The same on a live project, whose dashboard tables exist (with row-level security, as a
+// dashboard that passes migrate's check has): migrate works, and so do the worker's reads and
+// writes of the dashboard's tables.
+func TestMigrateAsADedicatedRoleOverTheDashboardsTables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	role := dedicatedRole(t)
+	t.Cleanup(func() { pgtest.Exec(t, pgtest.BaseURL(), "drop role if exists "+role) })
+	dsn := pgtest.EmptyDB(t, pgtest.SupabaseProject)
+	owner := pgtest.AsRole(t, dsn, pgtest.ProjectOwner)
+	pgtest.Exec(t, owner, pgtest.Testdata(t, "dashboard-legacy.sql"))
+	for _, tbl := range []string{"profiles", "user_credits", "tasks", "api_usage"} {
+		pgtest.Exec(t, owner, fmt.Sprintf(`alter table public.%[1]s enable row level security;
+			revoke insert, update, delete, truncate, trigger, references on public.%[1]s from anon, authenticated`, tbl))
+	}
+	pgtest.Exec(t, dsn, grantsFor(t, "dedicated-role.sql", role, databaseOf(t, dsn)))
+	pgtest.Exec(t, owner, grantsFor(t, "dedicated-role-adopted.sql", role, databaseOf(t, dsn)))
+	for i := 0; i < 2; i++ {
+		if err := migrateAs(t, dsn, role, store.Options{}); err != nil {
+			t.Fatalf("migrate #%d as a dedicated role with the documented grants: %v", i+1, err)
+		}
+	}
+	worker := pgtest.Pool(t, pgtest.AsRole(t, dsn, role))
+	const grace = "aaaaaaaa-0000-4000-8000-000000000001"
+	tx, err := worker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for _, q := range []string{
+		`select 1 from profiles where user_id = $1 for key share`,
+		`select 1 from user_credits where user_id = $1 for update`,
+		`update user_credits set credits_remaining = credits_remaining - 1 where user_id = $1`,
+		`insert into tasks (task_id, user_id, status) values ('t-dedicated', $1, 'pending')`,
+		`insert into api_usage (user_id, api_key_id, count, period_start, period_end, origin) values ($1, 'k', 1, '2026-01-01', '2026-01-02', 'usage-sync')`,
+		`insert into sync_state (user_id) values ($1)`,
+	} {
+		if _, err := tx.Exec(ctx, q, grace); err != nil {
+			t.Errorf("the dedicated role: %s: %v", q, err)
+		}
 	}
 }
