@@ -4,4 +4,3 @@
 grant create on database postgres to usage_sync;          -- migrate creates schema usage_sync
 grant usage, create on schema public to usage_sync;       -- the worker's tables and request_sync()
 grant usage on schema auth to usage_sync;                 -- its read policies and request_sync() call auth.uid()
-grant execute on function auth.uid() to usage_sync;

@@ -270,9 +270,11 @@ func ensureTemplate(t testing.TB, flavor Flavor) string {
 	return name
 }
 
-// templateHash changes whenever what a template holds would change.
+// templateHash changes whenever what a template holds would change: the flavor's fixtures, the
+// migrations, and the privilege step Migrate runs after them.
 func templateHash(t testing.TB, flavor Flavor) string {
 	h := sha256.New()
+	h.Write([]byte(store.PrivilegesFingerprint())) // migrate sets privileges after the migrations
 	switch flavor {
 	case Supabase:
 		h.Write([]byte(Testdata(t, "supabase-auth.sql")))
