@@ -50,8 +50,9 @@ type envConfig struct {
 	opts     syncer.Options
 	balance  int64
 	balances map[string]int64
-	shadow   bool      // CHARGE_ENABLED=false
-	start    time.Time // where the clock starts; zero: the real now
+	shadow   bool          // CHARGE_ENABLED=false
+	start    time.Time     // where the clock starts; zero: the real now
+	flavor   pgtest.Flavor // the database's; empty: pgtest.Plain
 }
 
 // setup builds an env. Unless the config says otherwise, the clock stands at the real now and
@@ -59,7 +60,10 @@ type envConfig struct {
 // on the clock in Go and in SQL alike, so it may stand anywhere.
 func setup(t testing.TB, c envConfig) *env {
 	t.Helper()
-	st, dsn := pgtest.Open(t, pgtest.Plain)
+	if c.flavor == "" {
+		c.flavor = pgtest.Plain
+	}
+	st, dsn := pgtest.Open(t, c.flavor)
 	clk := &clock{t: time.Now().UTC()}
 	if !c.start.IsZero() {
 		clk.t = c.start.UTC()
