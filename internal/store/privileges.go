@@ -104,21 +104,16 @@ type grant struct {
 }
 
 // extra is what the grantee holds beyond what it may.
-func (g grant) extra() []string {
-	var out []string
-	for _, p := range g.held {
-		if !slices.Contains(g.want, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+func (g grant) extra() []string { return minus(g.held, g.want) }
 
 // missing is what the grantee may hold and lacks.
-func (g grant) missing() []string {
+func (g grant) missing() []string { return minus(g.want, g.held) }
+
+// minus is a without the elements of b.
+func minus(a, b []string) []string {
 	var out []string
-	for _, p := range g.want {
-		if !slices.Contains(g.held, p) {
+	for _, p := range a {
+		if !slices.Contains(b, p) {
 			out = append(out, p)
 		}
 	}

@@ -165,30 +165,15 @@ func TestSupabaseProjectAPIRoleProbes(t *testing.T) {
 	dsn := pgtest.MigratedDB(t, pgtest.SupabaseProject)
 	db := pgtest.Pool(t, dsn)
 	const a, b = "22222222-0000-4000-8000-00000000000a", "22222222-0000-4000-8000-00000000000b"
-	for _, q := range []string{
-		`insert into profiles (user_id) values ($1), ($2)`,
-		`insert into user_credits (user_id, credits_remaining) values ($1, 100), ($2, 100)`,
-		`insert into sync_state (user_id) values ($1), ($2)`,
-		`insert into api_keys (id, user_id) values ('ka', $1), ('kb', $2)`,
-		`insert into api_usage (user_id, api_key_id, count, period_start, period_end, origin) values ($1, 'ka', 1, '2026-01-01', '2026-01-02', 'usage-sync'), ($2, 'kb', 1, '2026-01-01', '2026-01-02', 'usage-sync')`,
-		`insert into tasks (task_id, user_id) values ('ta', $1), ('tb', $2)`,
-		`insert into credit_ledger (user_id, source, source_id, subject, amount, debited, credits_after) values ($1, 'task', 'ta', 'ta', 1, 1, 99), ($2, 'task', 'tb', 'tb', 1, 1, 99)`,
-		// A trigger function an attacker could name: the probe is whether it may be attached.
-		`create function public.probe_bonus() returns trigger language plpgsql as $f$ begin new.credits_remaining := new.credits_remaining + 1000; return new; end $f$`,
-	} {
-		args := []any{a, b}
-		if !strings.Contains(q, "$1") {
-			args = nil
-		}
-		if _, err := db.Exec(ctx, q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+	seedTwoUsers(t, db, a, b)
+	// A trigger function an attacker could name: the probe is whether it may be attached.
+	if _, err := db.Exec(ctx, `create function public.probe_bonus() returns trigger language plpgsql as $f$ begin new.credits_remaining := new.credits_remaining + 1000; return new; end $f$`); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := db.Exec(ctx, `grant execute on function public.probe_bonus() to anon, authenticated`); err != nil {
 		t.Fatal(err)
 	}
 
-	tables := []string{"profiles", "user_credits", "sync_state", "api_keys", "api_usage", "tasks", "credit_ledger"}
 	for _, role := range []string{"authenticated", "anon"} {
 		denied := map[string]string{
 			"setval credit_ledger's sequence":  `select setval(pg_get_serial_sequence('public.credit_ledger', 'id'), 1)`,
@@ -196,7 +181,7 @@ func TestSupabaseProjectAPIRoleProbes(t *testing.T) {
 			"create trigger on user_credits":   `create trigger probe before update on public.user_credits for each row execute function public.probe_bonus()`,
 			"read usage_sync.cycle":            `select * from usage_sync.cycle`,
 		}
-		for _, tbl := range tables {
+		for _, tbl := range userTables {
 			denied["truncate "+tbl] = `truncate ` + tbl
 			denied["update "+tbl] = `update ` + tbl + ` set user_id = user_id`
 			denied["delete "+tbl] = `delete from ` + tbl
@@ -215,16 +200,8 @@ func TestSupabaseProjectAPIRoleProbes(t *testing.T) {
 	}
 
 	// authenticated reads its own rows and nobody else's; anon reads nothing.
-	for _, tbl := range tables {
-		rows, tx, err := asAPIRole(ctx, db, "authenticated", a, `select user_id::text from `+tbl)
-		if err != nil {
-			t.Fatalf("select %s as authenticated: %v", tbl, err)
-		}
-		seen, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		_ = tx.Rollback(ctx)
-		if err != nil || len(seen) != 1 || seen[0] != a {
-			t.Errorf("authenticated user a reading %s sees %v (%v), want only its own row", tbl, seen, err)
-		}
+	assertReadsOwnRowsOnly(t, db, a)
+	for _, tbl := range userTables {
 		if err := probe(ctx, db, "anon", "", `select * from `+tbl); !isPermissionDenied(err) {
 			t.Errorf("select %s as anon: err = %v, want permission denied", tbl, err)
 		}
