@@ -86,6 +86,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return writeHelp(stdout)
 	case "report":
 		return runReport(ctx, args[1:], getenv, stdout, stderr)
+	case "pause":
+		return runPause(ctx, args[1:], getenv, stdout, stderr)
+	case "resume":
+		return runResume(ctx, args[1:], getenv, stdout, stderr)
 	default:
 		return runSync(ctx, args, getenv, stdout, stderr)
 	}
@@ -135,7 +139,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "unknown command %q: the commands are migrate and help", fs.Arg(0))
+		return usageError(stderr, "unknown command %q: the commands are migrate, report, pause, resume and help", fs.Arg(0))
 	}
 	userSet := false
 	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
@@ -175,6 +179,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		MaxElapsed:     app.cfg.UpstreamRetryMax,
 		MaxRetryAfter:  app.cfg.UpstreamRetryAfter,
 		UserAgent:      "usage-sync/" + version,
+		AllowInsecure:  app.cfg.UpstreamAllowInsecure,
 	}
 	syOpts := syncer.Options{
 		Concurrency:        app.cfg.SyncConcurrency,
@@ -186,6 +191,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		RevisionInterval:   revisionInterval(app.cfg.RevisionInterval),
 		FailureBackoffBase: app.cfg.FailureBackoffBase,
 		FailureBackoffMax:  app.cfg.FailureBackoffMax,
+		TriggerMinInterval: app.cfg.TriggerMinInterval,
 		MaxBackfillDays:    app.cfg.MaxBackfillDays,
 		ChargeEnabled:      app.cfg.ChargeEnabled,
 		ChargeFrom:         app.cfg.ChargeFrom,
@@ -341,6 +347,9 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 	log.Log(cfgLevel, "config.loaded",
 		zap.String("version", version), zap.String("commit", commit),
 		zap.String("worker_id", a.workerID), zap.Any("config", cfg.Redacted()))
+	if w := cfg.InsecureUpstream(); w != "" && mode == config.ModeSync {
+		log.Warn("config.insecure_upstream", zap.String("why", w))
+	}
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
 	st, err := store.Open(a.startupCtx, cfg.DatabaseURL, store.Options{

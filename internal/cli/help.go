@@ -12,6 +12,8 @@ const shortUsage = `Usage:
   usage-sync --once [--all | --user UUID]  run one sync cycle and exit
   usage-sync migrate                       apply the database schema and exit
   usage-sync report --user UUID [--days N] usage, charges and shortfall per UTC day
+  usage-sync pause --user UUID --reason TEXT [--by NAME]  stop syncing and charging a user
+  usage-sync resume --user UUID            end a pause; the next sync catches up
   usage-sync help | --help | --version
 Run "usage-sync --help" for details and the environment variables.
 `
@@ -28,9 +30,12 @@ Usage:
   usage-sync
       Run the daemon. With SYNC_ENABLED=true it runs a sync cycle on SYNC_SCHEDULE (UTC), never
       two at once; otherwise it only says so in its log and waits for a signal. With
-      WEBHOOK_ADDR set it also accepts task-completion webhooks and syncs their users at once.
-      It serves GET /livez, /readyz and /metrics on METRICS_ADDR (default :9464), and every
-      SYNC_REQUEST_POLL syncs the users who asked for it through public.request_sync().
+      WEBHOOK_ADDR set it also accepts task-completion webhooks (signed with WEBHOOK_SECRET,
+      required unless the address is loopback) and syncs their users at once. It serves GET
+      /livez, /readyz and /metrics on METRICS_ADDR (default :9464), and every SYNC_REQUEST_POLL
+      syncs the users who asked for it through public.request_sync(). No webhook or request
+      syncs one user more than once per TRIGGER_MIN_INTERVAL; a webhook waits out the user's
+      failure backoff, a request may skip it.
   usage-sync --once [--all | --user UUID]
       Run one cycle for every due user whatever SYNC_ENABLED says, print a one-line summary on
       stderr and exit.
@@ -41,6 +46,13 @@ Usage:
       requests no listed key accounts for (keys revoked before a listing showed them), the
       billable emails of finished tasks, and what was charged, debited, short and shadow-charged.
       Read-only; needs only DATABASE_URL.
+  usage-sync pause --user UUID --reason TEXT [--by NAME]
+      Stop syncing and charging the user (a billing dispute, a support hold) until resume:
+      sync_state.status 'paused' with the reason, who and when. Safe beside the daemon.
+      "usage-sync pause --help" has the details and its exit codes.
+  usage-sync resume --user UUID
+      End the pause; the next sync catches up everything since. Exit 1 when the user is not
+      paused. "usage-sync resume --help" has the details.
   usage-sync help | --help | -h
       Show this help.
   usage-sync --version
@@ -52,8 +64,12 @@ Flags:
   --user UUID   with --once: sync only this user, ignoring its backoff
 
 Exit codes:
-  0  done (--once: every user synced or was leased by another worker; daemon: stopped by a signal)
-  1  --once: some user failed, or was abandoned at shutdown (see the summary line)
+  0  done (--once: every user the run was responsible for synced; users a live worker held
+     or an operator paused are named in the summary as skipped or paused; daemon: stopped by
+     a signal)
+  1  --once: some user failed, or was abandoned at shutdown (see the summary line); a run
+     after an interrupted one attempts every user again, so a failure is never hidden
+     (resume: the user is not paused)
   2  usage or configuration error
   3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
      upstream client misconfigured

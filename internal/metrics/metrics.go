@@ -48,7 +48,7 @@ var (
 	cycleOutcomes = []string{"ok", "partial", "aborted"}
 	userStatuses  = []string{"ok", "degraded", "error", "skipped", "abandoned"}
 	upstreamOps   = []string{"keys", "usage", "tasks"}
-	ledgerSources = []string{"task", "task_adjust", "key_requests"}
+	ledgerSources = []string{"task", "task_adjust", "key_requests", "unlisted_requests"}
 )
 
 // New registers every collector, the Go and process collectors included, on a fresh registry.
@@ -120,6 +120,10 @@ func New(ages AgeSource, log *zap.Logger) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if ages != nil {
 		m.reg.MustRegister(&ageCollector{src: ages, log: log, timeout: AgeQueryTimeoutDefault})
+	}
+	// The store behind the age gauge counts the paused users too (usage_sync_users_paused).
+	if p, ok := ages.(PausedSource); ok {
+		m.reg.MustRegister(&pausedCollector{src: p, log: log, timeout: AgeQueryTimeoutDefault})
 	}
 	return m
 }
