@@ -433,3 +433,67 @@ func TestMigrateAsADedicatedRoleOverTheDashboardsTables(t *testing.T) {
 		}
 	}
 }
+
+// Grants to PUBLIC reach every API role, and column grants count: the fix names PUBLIC too.
+func TestExposuresCountPublicAndColumnGrants(t *testing.T) {
+	t.Parallel()
+	dsn := exposedDashboard(t)
+	owner := pgtest.AsRole(t, dsn, pgtest.ProjectOwner)
+	err := migrateAs(t, dsn, pgtest.ProjectOwner, store.Options{})
+	var xe *store.ExposedError
+	if !errors.As(err, &xe) {
+		t.Fatalf("migrate = %v, want an ExposedError", err)
+	}
+	for _, x := range xe.Exposures {
+		pgtest.Exec(t, owner, x.Fix)
+	}
+	pgtest.Exec(t, owner, `grant truncate on public.tasks to public; grant update (credits_remaining) on public.user_credits to anon`)
+	err = migrateAs(t, dsn, pgtest.ProjectOwner, store.Options{})
+	if !errors.As(err, &xe) {
+		t.Fatalf("migrate = %v, want an ExposedError", err)
+	}
+	got := make([]string, 0, len(xe.Exposures))
+	for _, x := range xe.Exposures {
+		got = append(got, x.Fix)
+	}
+	want := []string{
+		"revoke truncate on public.tasks from anon, public;",
+		"revoke truncate on public.tasks from authenticated, public;",
+		"revoke update on public.user_credits from anon;",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("fixes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A column grant on a worker table is taken back; a right that migrate cannot revoke (the object
+// belongs to another role) fails it, naming the owner to run it as.
+func TestHardeningTakesBackColumnGrantsAndSaysWhatItCannot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.MigratedDB(t, pgtest.SupabaseProject)
+	owner := pgtest.AsRole(t, dsn, pgtest.ProjectOwner)
+	pgtest.Exec(t, owner, `grant update (credits_remaining) on public.user_credits to authenticated`)
+	if err := migrateAs(t, dsn, pgtest.ProjectOwner, store.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	db := pgtest.Pool(t, dsn)
+	var can bool
+	if err := db.QueryRow(ctx, `select has_any_column_privilege('authenticated', 'public.user_credits', 'UPDATE')`).Scan(&can); err != nil || can {
+		t.Fatalf("authenticated may still update a column of user_credits (%v)", err)
+	}
+
+	// Created by the superuser, not by the role migrate runs as.
+	pgtest.Exec(t, dsn, `create table usage_sync.not_mine (x int); grant all on usage_sync.not_mine to anon`)
+	err := migrateAs(t, dsn, pgtest.ProjectOwner, store.Options{})
+	superuser, perr := pgconn.ParseConfig(pgtest.BaseURL())
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	var pe *store.PrivilegeError
+	if !errors.As(err, &pe) || len(pe.Left) != 1 ||
+		!strings.Contains(err.Error(), "table usage_sync.not_mine: anon holds") ||
+		!strings.Contains(err.Error(), "run migrate as "+superuser.User) {
+		t.Fatalf("migrate over a worker object it does not own = %v, want a PrivilegeError naming it and its owner", err)
+	}
+}
