@@ -109,6 +109,14 @@ func (g grant) extra() []string { return minus(g.held, g.want) }
 // missing is what the grantee may hold and lacks.
 func (g grant) missing() []string { return minus(g.want, g.held) }
 
+// list renders privileges for a message.
+func list(ps []string) string {
+	if len(ps) == 0 {
+		return "nothing"
+	}
+	return strings.Join(ps, ", ")
+}
+
 // minus is a without the elements of b.
 func minus(a, b []string) []string {
 	var out []string
@@ -176,8 +184,8 @@ func (s *Store) hardenPrivileges(ctx context.Context) error {
 		var left []string
 		for _, g := range gs {
 			if x, m := g.extra(), g.missing(); len(x) > 0 || len(m) > 0 {
-				left = append(left, fmt.Sprintf("%s %s: %s holds %v, may hold %v; it belongs to role %s: run migrate as %s (or a member of it)",
-					g.kind, g.object, g.grantee, g.held, g.want, g.owner, g.owner))
+				left = append(left, fmt.Sprintf("%s %s: %s holds %s, may hold %s; it belongs to role %s: run migrate as %s (or a member of it)",
+					g.kind, g.object, g.grantee, list(g.held), list(g.want), g.owner, g.owner))
 			}
 		}
 		if len(left) > 0 {
