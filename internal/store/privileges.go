@@ -90,13 +90,6 @@ select o.kind, o.name, g.name, pg_get_userbyid(o.owner),
 from obj o cross join grantee g
 order by 1, 2, 3`
 
-// PrivilegesFingerprint is what Migrate does beyond the migrations' SQL, as text: test
-// templates are keyed by it together with the migrations, so a change here rebuilds them.
-func PrivilegesFingerprint() string {
-	return strings.Join([]string{grantsQuery, exposureQuery, triggerQuery,
-		strings.Join(workerTables, ","), strings.Join(dashboardTables, ","), strings.Join(workerFunctions, ","), strings.Join(apiRoles, ",")}, "\n")
-}
-
 // grant is one object's privileges for one grantee.
 type grant struct {
 	kind, object, grantee, owner string
