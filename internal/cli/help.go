@@ -12,6 +12,8 @@ const shortUsage = `Usage:
   usage-sync --once [--all | --user UUID]  run one sync cycle and exit
   usage-sync migrate                       apply the database schema and exit
   usage-sync report --user UUID [--days N] usage, charges and shortfall per UTC day
+  usage-sync resync --user UUID [--from D] [--to D]  re-read settled days (vendor corrections)
+  usage-sync verify [--user UUID] [--json]  compare the upstream with the mirror and the ledger
   usage-sync help | --help | --version
 Run "usage-sync --help" for details and the environment variables.
 `
@@ -41,6 +43,15 @@ Usage:
       requests no listed key accounts for (keys revoked before a listing showed them), the
       billable emails of finished tasks, and what was charged, debited, short and shadow-charged.
       Read-only; needs only DATABASE_URL.
+  usage-sync resync --user UUID [--from YYYY-MM-DD] [--to YYYY-MM-DD]
+      Re-read the user's settled days (at most 90 a run; default from the charge start through
+      the last settled day) and the tasks created in them, as if unsettled: vendor corrections
+      are mirrored, increases charged once, decreases logged and never refunded. Takes the
+      user's lease; prints a table per day. "usage-sync resync --help" for more.
+  usage-sync verify [--user UUID] [--json]
+      Compare, per user, the upstream's lifetime key listing and per-purpose totals of the
+      settled days with the mirror and the ledger; print each difference with the command that
+      fixes it. Writes nothing; exit 1 when it finds any. "usage-sync verify --help" for more.
   usage-sync help | --help | -h
       Show this help.
   usage-sync --version
@@ -53,7 +64,8 @@ Flags:
 
 Exit codes:
   0  done (--once: every user synced or was leased by another worker; daemon: stopped by a signal)
-  1  --once: some user failed, or was abandoned at shutdown (see the summary line)
+  1  --once: some user failed, or was abandoned at shutdown (see the summary line);
+     resync: it failed or another worker held the user; verify: a difference was found
   2  usage or configuration error
   3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
      upstream client misconfigured
