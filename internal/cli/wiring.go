@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/usage-sync/usage-sync/internal/safetext"
 	"github.com/usage-sync/usage-sync/internal/config"
+	"github.com/usage-sync/usage-sync/internal/safetext"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
