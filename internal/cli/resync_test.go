@@ -23,9 +23,9 @@ func corrections(t *testing.T, users ...string) (dsn string, sim *simulator.Sim,
 	d = today.AddDate(0, 0, -2)
 	for _, u := range users {
 		sim.AddUser(u)
-		sim.AddKey(u, simulator.Key{ID: "k-" + u[:8], Purpose: "zapier", CreatedAt: d.AddDate(0, 0, -1)})
+		sim.AddKey(u, simulator.Key{ID: keyOf(u), Purpose: "zapier", CreatedAt: d.AddDate(0, 0, -1)})
 		for i := range 10 {
-			sim.AddRequests(u, "k-"+u[:8], d.Add(time.Hour+time.Duration(i)*time.Minute))
+			sim.AddRequests(u, keyOf(u), d.Add(time.Hour+time.Duration(i)*time.Minute))
 		}
 		pgtest.Exec(t, dsn, `insert into profiles (user_id) values ('`+u+`'); insert into user_credits (user_id, credits_remaining) values ('`+u+`', 1000)`)
 	}
@@ -51,7 +51,7 @@ func TestResyncCommand(t *testing.T) {
 		t.Fatalf("the settled day was charged %d, want 10", got)
 	}
 	for i := range 7 {
-		sim.AddRequests(u, "k-"+u[:8], d.Add(3*time.Hour+time.Duration(i)*time.Second))
+		sim.AddRequests(u, keyOf(u), d.Add(3*time.Hour+time.Duration(i)*time.Second))
 	}
 	if r := run(t, getenv, "--once", "--user", u); r.code != 0 || dayCharged(t, dsn, u, d) != 10 {
 		t.Fatalf("--once after a correction of a settled day: exit %d, day charged %d; want 0 and 10 (settled days are not read again)",
@@ -117,3 +117,6 @@ func TestOperatorCommandsHelp(t *testing.T) {
 		}
 	}
 }
+
+// keyOf is the one key corrections gives user u.
+func keyOf(u string) string { return "k-" + u[len(u)-4:] }
