@@ -56,6 +56,9 @@ type ClaimRequest struct {
 	TTL    time.Duration
 	All    bool   // include users backing off after failures
 	UserID string // only this user, ignoring its backoff
+	// Operator marks an operator's command for UserID (usage-sync resync): it takes the user
+	// even while it is paused (usage-sync pause), whose status it then leaves as it was.
+	Operator bool
 	// Clock is the time leases, attempts and backoff are measured on; nil: the database's now().
 	Clock func() time.Time
 }
@@ -108,7 +111,7 @@ func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time, joi
 			return err
 		}
 		if started != nil {
-			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "user": nil, "all": false, "started": started, "window": joinWindow.String()}
+			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "user": nil, "all": false, "operator": false, "started": started, "window": joinWindow.String()}
 			if err := tx.QueryRow(ctx, `
 				select exists (select 1 from sync_state s where `+dueFilter+`)
 				    or (@started::timestamptz > `+clockNow+` - @window::interval
@@ -148,6 +151,7 @@ const dueFilter = `
 	and (@cycle::bigint = 0 or (@cycle = (select c.id from usage_sync.cycle c where c.singleton)
 	     and (s.cycle_id is distinct from @cycle or s.lease_owner is not null)))
 	and (s.lease_expires_at is null or s.lease_expires_at < ` + clockNow + `)
+	and (s.status <> 'paused' or @operator::bool)
 	and ` + duePredicate
 
 // Claim leases the next due user to owner, or returns nil when none is left for this run.
@@ -206,7 +210,7 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 		user = &r.UserID
 	}
 	return pgx.NamedArgs{"owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
-		"user": user, "now": reading(r.Clock)}
+		"user": user, "now": reading(r.Clock), "operator": r.Operator && r.UserID != ""}
 }
 
 // Renew extends the lease while the user is being synced.

@@ -162,3 +162,28 @@ func TestResyncRangeAndLease(t *testing.T) {
 		t.Fatalf("resync of a leased user: %v; want ErrUserLeased", err)
 	}
 }
+
+// The dispute runbook is pause → verify → resync → resume: a resync takes a paused user, charges
+// the correction, and leaves it paused. Paused users arrive with branch exitcode's migration;
+// until it is merged there is no 'paused' status to test.
+func TestResyncOfAPausedUserKeepsItPaused(t *testing.T) {
+	t.Parallel()
+	e, u, key, d0 := resyncWorld(t)
+	if e.q(`select count(*) from information_schema.columns where table_name = 'sync_state' and column_name = 'paused_at'`) == 0 {
+		t.Skip("no paused users in this schema yet (usage-sync pause)")
+	}
+	if _, err := e.db.Exec(context.Background(), `update sync_state set status = 'paused', paused_at = now(), paused_by = 'test',
+		pause_reason = 'dispute' where user_id = $1`, u); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		e.sim.AddRequests(u, key, d0.Add(5*time.Hour+time.Duration(i)*time.Second))
+	}
+	res, err := e.syncer().Resync(context.Background(), syncer.ResyncOptions{UserID: u})
+	if err != nil || res.Charged != 7 {
+		t.Fatalf("resync of a paused user: charged %d, %v; want 7", res.Charged, err)
+	}
+	if st := e.syncState(u); st.Status != "paused" {
+		t.Fatalf("after resync the user is %q, want still paused", st.Status)
+	}
+}
