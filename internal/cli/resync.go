@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 )
@@ -80,20 +79,11 @@ func runResync(ctx context.Context, args []string, getenv func(string) string, s
 				*fromArg, *toArg, n, syncer.ResyncMaxDays)
 		}
 	}
-	a, err := start(ctx, getenv, config.ModeSync, stderr)
+	a, sy, err := startOperator(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if err := a.st.CheckSchema(a.startupCtx); err != nil {
-		return a.fail(ExitRuntime, "check schema", err)
-	}
-	up, err := a.upstreamClient()
-	if err != nil {
-		return err
-	}
-	a.stopStartup()
-	sy := syncer.New(a.st, up, a.log, syncerOptions(a.cfg, a.workerID))
 	res, err := sy.Resync(ctx, syncer.ResyncOptions{UserID: user, From: from, To: to})
 	var re *syncer.RangeError
 	switch {

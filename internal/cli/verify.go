@@ -8,7 +8,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 )
@@ -61,20 +60,12 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return usageError(stderr, "--user %q is not a UUID: give the user's id from profiles", *userArg)
 		}
 	}
-	a, err := start(ctx, getenv, config.ModeSync, stderr)
+	a, sy, err := startOperator(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if err := a.st.CheckSchema(a.startupCtx); err != nil {
-		return a.fail(ExitRuntime, "check schema", err)
-	}
-	up, err := a.upstreamClient()
-	if err != nil {
-		return err
-	}
-	a.stopStartup()
-	rep, err := syncer.New(a.st, up, a.log, syncerOptions(a.cfg, a.workerID)).Verify(ctx, user)
+	rep, err := sy.Verify(ctx, user)
 	switch {
 	case errors.Is(err, syncer.ErrUnknownUser):
 		return a.fail(ExitUsage, "verify", fmt.Errorf("--user %s is not in profiles: give the id of a user the dashboard knows", user))

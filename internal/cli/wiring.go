@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -46,13 +48,25 @@ func syncerOptions(cfg config.Config, workerID string) syncer.Options {
 	}
 }
 
-// upstreamClient builds the client for a command that reads the API outside the daemon.
-func (a *app) upstreamClient() (*upstream.Client, error) {
+// startOperator starts an operator's command (resync, verify): the configuration as --once
+// validates it, the database at the schema this binary needs, and a syncer on the configured
+// upstream client. The caller closes the app.
+func startOperator(ctx context.Context, getenv func(string) string, stderr io.Writer) (*app, *syncer.Syncer, error) {
+	a, err := start(ctx, getenv, config.ModeSync, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.st.CheckSchema(a.startupCtx); err != nil {
+		defer a.close()
+		return nil, nil, a.fail(ExitRuntime, "check schema", err)
+	}
 	up, err := upstream.New(upstreamConfig(a.cfg))
 	if err != nil {
-		return nil, a.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))
+		defer a.close()
+		return nil, nil, a.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))
 	}
-	return up, nil
+	a.stopStartup()
+	return a, syncer.New(a.st, up, a.log, syncerOptions(a.cfg, a.workerID)), nil
 }
 
 // dayFlag parses a --from/--to value: a UTC day as YYYY-MM-DD, or "" for none.

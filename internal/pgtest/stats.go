@@ -71,15 +71,7 @@ func TableWrites(t testing.TB, dsn string, exclude ...uint32) (writes map[string
 // leaves no session behind for TableWrites to wait on).
 func QueryInt(t testing.TB, dsn, sql string, args ...any) int64 {
 	t.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer c.Close(ctx)
 	var n int64
-	if err := c.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
+	withConn(t, dsn, func(c *pgx.Conn) error { return c.QueryRow(context.Background(), sql, args...).Scan(&n) })
 	return n
 }

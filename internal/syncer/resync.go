@@ -149,13 +149,7 @@ func (s *Syncer) resyncDays(lease *store.Lease, o ResyncOptions, res *ResyncResu
 func (s *Syncer) resyncLeased(ctx context.Context, log *zap.Logger, lease *store.Lease, days []time.Time, res *ResyncResult) error {
 	userCtx, cancel := context.WithTimeoutCause(ctx, s.opts.UserTimeout, errUserTimeout)
 	defer cancel()
-	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
-	lost := make(chan struct{})
-	renewDone := make(chan struct{})
-	go func() {
-		defer close(renewDone)
-		s.renew(renewCtx, log, lease, lost, cancel)
-	}()
+	lost, stopRenew, renewDone := s.keepLease(ctx, log, lease, cancel)
 	defer func() { stopRenew(); <-renewDone }()
 
 	from, to := days[0], days[len(days)-1].Add(day)
