@@ -111,6 +111,13 @@ func TestResyncDoesNotRefundACorrectionDown(t *testing.T) {
 	if n := e.sim.RemoveRequests(u, key, d1, d1.Add(24*time.Hour), 3); n != 3 {
 		t.Fatalf("removed %d requests", n)
 	}
+	// Until the day is re-read, the stored day rows add up to more than the key's lifetime total:
+	// the guard halts the key.
+	e.clock.Add(time.Minute)
+	e.cycle(e.syncer(), syncer.CycleOptions{UserID: u})
+	if st := e.syncState(u); st.Status != "degraded" {
+		t.Fatalf("after a correction down of a settled day the user is %q, want degraded", st.Status)
+	}
 	balance := e.q(`select credits_remaining from user_credits where user_id = $1`, u)
 	rows := e.q(`select count(*) from credit_ledger`)
 	res, err := e.syncer().Resync(context.Background(), syncer.ResyncOptions{UserID: u, From: &d1, To: &d1})
@@ -128,6 +135,12 @@ func TestResyncDoesNotRefundACorrectionDown(t *testing.T) {
 	}
 	if len(e.events("credits.revision_down")) != 1 {
 		t.Fatal("the decrease was not logged as credits.revision_down")
+	}
+	// The next sync finds the data consistent again and lifts the halt.
+	e.clock.Add(time.Minute)
+	e.cycle(e.syncer(), syncer.CycleOptions{UserID: u})
+	if st := e.syncState(u); st.Status != "ok" {
+		t.Fatalf("after resync and a sync the user is %q, want ok", st.Status)
 	}
 	// I1 and I3 (I2's per-key bound is what a correction down breaks by definition: the
 	// requests charged before the correction stay charged).
