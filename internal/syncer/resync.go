@@ -100,11 +100,8 @@ func (s *Syncer) Resync(ctx context.Context, o ResyncOptions) (ResyncResult, err
 // resyncDays resolves the range against the lease: from the charge start's day at the earliest,
 // through the last settled day at the latest, at most ResyncMaxDays.
 func (s *Syncer) resyncDays(lease *store.Lease, o ResyncOptions, res *ResyncResult) ([]time.Time, error) {
-	chargeFrom := lease.EnrolledAt
-	if s.opts.ChargeFrom != nil {
-		chargeFrom = *s.opts.ChargeFrom
-	}
-	from := startOfDay(chargeFrom)
+	// The charge start as the sync itself decides it (CHARGE_FROM, else the user's own).
+	from := startOfDay(s.newPass(lease).chargeFrom)
 	if o.From != nil {
 		if f := startOfDay(*o.From); f.Before(from) {
 			res.Clamped = true
