@@ -134,9 +134,13 @@ func printResync(stdout io.Writer, res syncer.ResyncResult) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(stdout, "resync %s (run %s): %d settled days %s to %s re-read; charged %d, debited %d; %d decreases logged, not refunded; %d days not settled yet left to the next sync; status %s\n",
+	mode := ""
+	if res.Shadow {
+		mode = " (shadow mode: shadow: rows, balance untouched)"
+	}
+	_, err := fmt.Fprintf(stdout, "resync %s (run %s): %d settled days %s to %s re-read; charged %d, debited %d%s; %d decreases logged, not refunded; %d days not settled yet left to the next sync; status %s\n",
 		res.UserID, res.RunID, len(res.Days), res.Days[0].Day.Format(time.DateOnly), res.Days[len(res.Days)-1].Day.Format(time.DateOnly),
-		res.Charged, res.Debited, len(res.Revisions), res.Unsettled, res.Status)
+		res.Charged, res.Debited, mode, len(res.Revisions), res.Unsettled, res.Status)
 	return err
 }
 
