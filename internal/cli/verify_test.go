@@ -35,7 +35,7 @@ func TestVerifyCommand(t *testing.T) {
 		strings.Contains(r.stdout, a) || !strings.Contains(r.stdout, "usage-sync --once --user "+b) {
 		t.Fatalf("verify with a changed api_keys row: exit %d\n%s", r.code, r.stdout)
 	}
-	if r := run(t, getenv, "verify", "--user", a); r.code != 0 {
+	if r := run(t, getenv, "verify", "--user", a, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"differences": []`) {
 		t.Fatalf("verify --user of a clean user: exit %d\n%s", r.code, r.stdout)
 	}
 

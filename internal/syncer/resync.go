@@ -216,8 +216,14 @@ func (s *Syncer) resyncApply(ctx context.Context, log *zap.Logger, lease *store.
 		settledTotals: state.SettledKeyTotals, shadow: p.shadow,
 	})
 	maps.Copy(plan.BlockedKeys, ch.blocked)
-	// Keys a sync halted stay halted in sync_state until a sync decides again (the cleared
-	// fingerprint makes the next one read its windows); this resync's own guard decided its charges.
+	// Keys this resync's guard halts are logged; keys a sync had halted stay halted in sync_state
+	// until a sync decides again (the cleared fingerprint makes the next one read its windows),
+	// while this resync's own guard decided its charges.
+	for id, why := range plan.BlockedKeys {
+		if _, known := lease.BlockedKeys[id]; !known {
+			log.Error("charge.key_blocked", zap.String("key_id", id), zap.String("reason", why))
+		}
+	}
 	for id, why := range lease.BlockedKeys {
 		if _, ok := plan.BlockedKeys[id]; !ok {
 			plan.BlockedKeys[id] = why
@@ -229,7 +235,6 @@ func (s *Syncer) resyncApply(ctx context.Context, log *zap.Logger, lease *store.
 		// resync never reads; this states it.
 		return fmt.Errorf("resync would move settled_through from %v to %v", lease.SettledThrough, plan.SettledThrough)
 	}
-	logBlocked(log, lease, plan)
 	if err := s.applyUser(ctx, log, lease, plan, &ur); err != nil {
 		return err
 	}

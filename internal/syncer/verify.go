@@ -162,7 +162,7 @@ func (s *Syncer) verifyUser(ctx context.Context, t store.VerifyTarget) VerifyUse
 		}
 		in.from, in.to, in.settled = from, to, true
 	}
-	v.Differences = compareMirror(in)
+	v.Differences = append(v.Differences, compareMirror(in)...)
 	if len(v.Differences) > 0 {
 		log.Warn("verify.user.differs", zap.Int("differences", len(v.Differences)), zap.String("first", v.Differences[0].Kind),
 			zap.String("subject", v.Differences[0].Subject))
