@@ -318,6 +318,9 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 	log.Log(cfgLevel, "config.loaded",
 		zap.String("version", version), zap.String("commit", commit),
 		zap.String("worker_id", a.workerID), zap.Any("config", cfg.Redacted()))
+	if w := cfg.InsecureUpstream(); w != "" && mode == config.ModeSync {
+		log.Warn("config.insecure_upstream", zap.String("why", w))
+	}
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
 	st, err := store.Open(a.startupCtx, cfg.DatabaseURL, store.Options{

@@ -25,6 +25,7 @@ func upstreamConfig(cfg config.Config) upstream.Config {
 		MaxElapsed:     cfg.UpstreamRetryMax,
 		MaxRetryAfter:  cfg.UpstreamRetryAfter,
 		UserAgent:      "usage-sync/" + version,
+		AllowInsecure:  cfg.UpstreamAllowInsecure,
 	}
 }
 
@@ -41,6 +42,7 @@ func syncerOptions(cfg config.Config, workerID string) syncer.Options {
 		RevisionInterval:   revisionInterval(cfg.RevisionInterval),
 		FailureBackoffBase: cfg.FailureBackoffBase,
 		FailureBackoffMax:  cfg.FailureBackoffMax,
+		TriggerMinInterval: cfg.TriggerMinInterval,
 		MaxBackfillDays:    cfg.MaxBackfillDays,
 		ChargeEnabled:      cfg.ChargeEnabled,
 		ChargeFrom:         cfg.ChargeFrom,
