@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/usage-sync/usage-sync/internal/pgtest"
+	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 )
 
@@ -69,6 +70,14 @@ func TestVerifyCommand(t *testing.T) {
 	if r := run(t, getenv, "verify", "--user", a); r.code != 0 {
 		t.Fatalf("verify after resync: exit %d\n%s", r.code, r.stdout)
 	}
+	// A user the upstream refuses is named as unreadable; the others are still verified.
+	sim.SetFault(b, simulator.Fault{Status: 401})
+	r = run(t, getenv, "verify")
+	if r.code != ExitUsersFailed || !strings.Contains(r.stdout, b+"  unreadable: ") ||
+		!strings.Contains(r.stdout, "total: 2 users checked, 0 with differences (0 differences), 1 unreadable") {
+		t.Fatalf("verify with a refused user: exit %d\n%s", r.code, r.stdout)
+	}
+	sim.ClearFault(b)
 	if r := run(t, getenv, "verify", "--user", "66666666-0000-4000-8000-00000000ffff"); r.code != ExitUsage {
 		t.Fatalf("verify of an unknown user: exit %d", r.code)
 	}

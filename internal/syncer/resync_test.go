@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,4 +200,38 @@ func TestResyncOfAPausedUserKeepsItPaused(t *testing.T) {
 	if st := e.syncState(u); st.Status != "paused" {
 		t.Fatalf("after resync the user is %q, want still paused", st.Status)
 	}
+}
+
+// A resync beside a running cycle: whichever holds the user's lease first, the other either waits
+// its turn (the cycle skips a leased user) or is refused (ErrUserLeased, then run again); the
+// correction is charged exactly once.
+func TestResyncBesideACycle(t *testing.T) {
+	t.Parallel()
+	e, u, key, d0 := resyncWorld(t)
+	for i := range 7 {
+		e.sim.AddRequests(u, key, d0.Add(5*time.Hour+time.Duration(i)*time.Second))
+	}
+	e.clock.Add(time.Minute)
+	a, b := e.syncer(func(o *syncer.Options) { o.WorkerID = "daemon" }), e.syncer(func(o *syncer.Options) { o.WorkerID = "operator" })
+	var wg sync.WaitGroup
+	var resyncErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); e.cycle(a, syncer.CycleOptions{All: true}) }()
+	go func() {
+		defer wg.Done()
+		_, resyncErr = b.Resync(context.Background(), syncer.ResyncOptions{UserID: u})
+	}()
+	wg.Wait()
+	if resyncErr != nil && !errors.Is(resyncErr, syncer.ErrUserLeased) {
+		t.Fatal(resyncErr)
+	}
+	if resyncErr != nil { // refused while the cycle held the user: run again
+		if _, err := b.Resync(context.Background(), syncer.ResyncOptions{UserID: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.keyCharged(u, d0); got != 17 {
+		t.Fatalf("day 0 charged %d, want 17", got)
+	}
+	e.checkInvariants(true)
 }
