@@ -63,7 +63,7 @@ type Config struct {
 	RevisionInterval time.Duration `envconfig:"REVISION_INTERVAL" desc:"finished tasks are re-read for revisions at most this often per user; 0: every cycle"`
 
 	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`
-	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's enrolment"`
+	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's go-live (the later of its enrolment and its first take by a live worker)"`
 
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" desc:"host:port the daemon accepts task-completion webhooks on (POST /webhooks/tasks); empty: no webhook listener"`
 	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); required unless WEBHOOK_ADDR is loopback (127.0.0.1, ::1, localhost), where empty accepts unsigned deliveries"`

@@ -48,7 +48,7 @@ var (
 	cycleOutcomes = []string{"ok", "partial", "aborted"}
 	userStatuses  = []string{"ok", "degraded", "error", "skipped", "abandoned"}
 	upstreamOps   = []string{"keys", "usage", "tasks"}
-	ledgerSources = []string{"task", "task_adjust", "key_requests"}
+	ledgerSources = []string{"task", "task_adjust", "key_requests", "unlisted_requests"}
 )
 
 // New registers every collector, the Go and process collectors included, on a fresh registry.

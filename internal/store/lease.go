@@ -17,10 +17,13 @@ var ErrLeaseLost = errors.New("lease lost: another worker claimed this user")
 // Lease is a worker's claim on one user for one sync, with what the sync needs to know of the
 // user's state at claim time.
 type Lease struct {
-	UserID              string
-	Owner               string
-	Token               int64 // fencing token: every write checks it is still the user's
-	EnrolledAt          time.Time
+	UserID     string
+	Owner      string
+	Token      int64 // fencing token: every write checks it is still the user's
+	EnrolledAt time.Time
+	// LiveAt is when the user's charging starts with CHARGE_FROM empty (usage_sync.go_live): the
+	// later of its enrolment and the first take by a live worker. nil until a live worker took it.
+	LiveAt              *time.Time
 	SettledThrough      *time.Time // every UTC day before this is settled; nil before the first
 	ConsecutiveFailures int
 	BlockedKeys         map[string]string
@@ -61,6 +64,9 @@ type ClaimRequest struct {
 	Operator bool
 	// Clock is the time leases, attempts and backoff are measured on; nil: the database's now().
 	Clock func() time.Time
+	// Live says the worker charges (CHARGE_ENABLED=true): its first take of a user records the
+	// user's go-live (Lease.LiveAt).
+	Live bool
 }
 
 // HasUser reports whether user is in profiles.
@@ -166,20 +172,34 @@ const dueFilter = `
 func (s *Store) Claim(ctx context.Context, r ClaimRequest) (*Lease, error) {
 	l := Lease{clock: r.Clock}
 	var blocked []byte
+	// The go-live is recorded by the claim itself (one round trip): a statement's CTEs share one
+	// snapshot, so the row it inserts is read back from the insert, an older one from the table.
 	err := s.pool.QueryRow(ctx, `
-		update sync_state s
-		set lease_owner = @owner, lease_expires_at = `+clockNow+` + @ttl::interval,
-		    lease_token = s.lease_token + 1, last_run_id = @run, updated_at = now(),
-		    cycle_id = case when @cycle::bigint = 0 then s.cycle_id else @cycle end
-		where s.user_id = (
-			select s.user_id from sync_state s
-			where `+dueFilter+`
-			order by s.next_attempt_at, s.user_id
-			limit 1
-			for update skip locked)
-		returning s.user_id::text, s.lease_owner, s.lease_token, s.enrolled_at, s.settled_through::timestamp at time zone 'UTC',
-		          s.consecutive_failures, s.blocked_keys`, claimArgs(r)).
-		Scan(&l.UserID, &l.Owner, &l.Token, &l.EnrolledAt, &l.SettledThrough, &l.ConsecutiveFailures, &blocked)
+		with c as (
+			update sync_state s
+			set lease_owner = @owner, lease_expires_at = `+clockNow+` + @ttl::interval,
+			    lease_token = s.lease_token + 1, last_run_id = @run, updated_at = now(),
+			    cycle_id = case when @cycle::bigint = 0 then s.cycle_id else @cycle end
+			where s.user_id = (
+				select s.user_id from sync_state s
+				where `+dueFilter+`
+				order by s.next_attempt_at, s.user_id
+				limit 1
+				for update skip locked)
+			returning s.user_id, s.lease_owner, s.lease_token, s.enrolled_at, s.settled_through,
+			          s.consecutive_failures, s.blocked_keys
+		),
+		g as (
+			insert into usage_sync.go_live (user_id, live_at)
+			select c.user_id, greatest(c.enrolled_at, `+clockNow+`) from c where @live
+			on conflict (user_id) do nothing
+			returning live_at
+		)
+		select c.user_id::text, c.lease_owner, c.lease_token, c.enrolled_at,
+		       c.settled_through::timestamp at time zone 'UTC', c.consecutive_failures, c.blocked_keys,
+		       coalesce((select live_at from g), (select live_at from usage_sync.go_live v where v.user_id = c.user_id))
+		from c`, claimArgs(r)).
+		Scan(&l.UserID, &l.Owner, &l.Token, &l.EnrolledAt, &l.SettledThrough, &l.ConsecutiveFailures, &blocked, &l.LiveAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -217,7 +237,7 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 		user = &r.UserID
 	}
 	return pgx.NamedArgs{"owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
-		"user": user, "now": reading(r.Clock), "operator": r.Operator && r.UserID != ""}
+		"user": user, "now": reading(r.Clock), "operator": r.Operator && r.UserID != "", "live": r.Live}
 }
 
 // Renew extends the lease while the user is being synced.

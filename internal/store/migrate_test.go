@@ -199,3 +199,31 @@ func TestRowLevelSecurityIsolatesUsers(t *testing.T) {
 		}
 	}
 }
+
+// The worker's bookkeeping (migration 0008) is closed to the API roles even where default
+// privileges would have granted them everything on new tables, as on every Supabase project.
+func TestBookkeepingIsClosedToAPIRoles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.EmptyDB(t, pgtest.Supabase)
+	pgtest.Exec(t, dsn, `
+		create schema if not exists usage_sync;
+		alter default privileges in schema usage_sync grant all on tables to anon, authenticated;`)
+	if _, err := openStore(t, dsn).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := pgtest.Pool(t, dsn)
+	for _, tbl := range []string{"usage_sync.keys", "usage_sync.key_days", "usage_sync.purpose_days", "usage_sync.tasks", "usage_sync.go_live"} {
+		for _, role := range []string{"anon", "authenticated"} {
+			for _, priv := range []string{"select", "insert", "update", "delete", "truncate", "references", "trigger"} {
+				var has bool
+				if err := db.QueryRow(ctx, `select has_table_privilege($1, $2, $3)`, role, tbl, priv).Scan(&has); err != nil {
+					t.Fatal(err)
+				}
+				if has {
+					t.Errorf("%s has %s on %s", role, priv, tbl)
+				}
+			}
+		}
+	}
+}

@@ -72,7 +72,7 @@ func (s *Syncer) Resync(ctx context.Context, o ResyncOptions) (ResyncResult, err
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	lease, err := s.st.Claim(cctx, store.ClaimRequest{Owner: s.opts.WorkerID, RunID: res.RunID, TTL: s.opts.LeaseTTL,
-		UserID: o.UserID, Operator: true, Clock: s.clock})
+		UserID: o.UserID, Operator: true, Clock: s.clock, Live: s.opts.ChargeEnabled})
 	cancel()
 	if err != nil {
 		return res, fmt.Errorf("resync: %w", err)

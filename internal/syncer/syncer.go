@@ -47,7 +47,7 @@ type Options struct {
 	FailureBackoffMax  time.Duration
 	MaxBackfillDays    int
 	ChargeEnabled      bool
-	ChargeFrom         *time.Time // nil → each user's enrolment
+	ChargeFrom         *time.Time // nil → each user's go-live (Lease.LiveAt; the enrolment in shadow mode)
 	WorkerID           string
 	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
 	// backoff, cycles, revision sweeps and the revision window use the database's now(), the one
@@ -219,7 +219,8 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 // startCycle enrols new profiles (a run for one user: only that user) and, unless the run is
 // for one user, joins or starts the shared cycle; it returns what the run's claims ask for.
 func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, error) {
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock,
+		Live: s.opts.ChargeEnabled}
 	if o.UserID != "" {
 		ok, err := s.st.HasUser(ctx, o.UserID)
 		if err != nil {
