@@ -13,7 +13,7 @@ const shortUsage = `Usage:
   usage-sync migrate                       apply the database schema and exit
   usage-sync report --user UUID [--days N] usage, charges and shortfall per UTC day
   usage-sync resync --user UUID [--from D] [--to D]  re-read settled days (vendor corrections)
-  usage-sync verify [--user UUID] [--json]  compare the upstream with the mirror and the ledger
+  usage-sync verify [--user UUID] [--json]  compare the upstream with the record, mirror and ledger
   usage-sync help | --help | --version
 Run "usage-sync --help" for details and the environment variables.
 `
@@ -53,8 +53,8 @@ Usage:
       user's lease; prints a table per day. "usage-sync resync --help" for more.
   usage-sync verify [--user UUID] [--json]
       Compare, per user, the upstream's lifetime key listing and per-purpose totals of the
-      settled days with the mirror and the ledger; print each difference with the command that
-      fixes it. Writes nothing; exit 1 when it finds any. "usage-sync verify --help" for more.
+      settled days with the worker's record, the mirror and the ledger; print each difference
+      and what fixes it. Writes nothing; exit 1 when it finds any. "usage-sync verify --help".
   usage-sync help | --help | -h
       Show this help.
   usage-sync --version

@@ -16,10 +16,11 @@ const verifyHelp = `usage-sync verify [--user UUID] [--json]
 
 Answer "does what we charged match what the vendor counted?" for every user in profiles (or one):
 read the upstream's lifetime key listing and its per-purpose totals of the user's settled days
-(from the charge start: CHARGE_FROM, else the user's enrolment), and compare them with the mirror
-(api_keys, api_usage) and the ledger (key_requests and unlisted_requests, or their shadow:
-sources while CHARGE_ENABLED=false). Usage newer than the last sync, and days not settled yet,
-are not differences. Users are read SYNC_CONCURRENCY at a time, with the client's retries.
+(from the charge start: CHARGE_FROM, else the user's go-live), and compare them with the worker's
+record (usage_sync) and the ledger (key_requests and unlisted_requests, or their shadow: sources
+while CHARGE_ENABLED=false); and the dashboard's copy (api_keys, api_usage) with the record.
+Usage newer than the last sync, and days not settled yet, are not differences. Users are read
+SYNC_CONCURRENCY at a time, with the client's retries.
 
 It writes nothing at all: no sync_state, no lease, no ledger row. It is safe beside the daemon.
 Prints one line per user with a difference (its kind and the command that fixes it) and a total
@@ -104,7 +105,11 @@ func printVerify(w io.Writer, rep syncer.VerifyReport) error {
 		diffs += len(u.Differences)
 		parts := make([]string, len(u.Differences))
 		for i, d := range u.Differences {
-			parts[i] = fmt.Sprintf("%s %s: upstream %d, ours %d (fix: %s)", d.Kind, d.Subject, d.Upstream, d.Ours, d.Fix)
+			theirs, ours := "upstream", "ours"
+			if d.Kind == syncer.DiffMirrorAltered {
+				theirs, ours = "record", "mirror" // the worker's record against the dashboard's copy
+			}
+			parts[i] = fmt.Sprintf("%s %s: %s %d, %s %d (fix: %s)", d.Kind, d.Subject, theirs, d.Upstream, ours, d.Ours, d.Fix)
 		}
 		fmt.Fprintf(w, "%s  status %s: %s\n", u.UserID, orNone(u.Status), strings.Join(parts, "; "))
 	}

@@ -29,12 +29,23 @@ func TestVerifyCommand(t *testing.T) {
 		}
 	}
 
-	// A mirror row changed behind the worker's back.
+	// A mirror row changed behind the worker's back: the dashboard's copy, not the record billing
+	// reads.
 	pgtest.Exec(t, dsn, `update api_keys set total_requests = total_requests + 5 where user_id = '`+b+`'`)
 	r = run(t, getenv, "verify")
-	if r.code != ExitUsersFailed || !strings.Contains(r.stdout, b+"  status ok: key_total "+keyOf(b)+": upstream 10, ours 15") ||
-		strings.Contains(r.stdout, a) || !strings.Contains(r.stdout, "usage-sync --once --user "+b) {
+	if r.code != ExitUsersFailed || !strings.Contains(r.stdout, b+"  status ok: mirror_altered api_keys "+keyOf(b)+": record 10, mirror 15") ||
+		strings.Contains(r.stdout, a) || !strings.Contains(r.stdout, "Restoring the mirror") {
 		t.Fatalf("verify with a changed api_keys row: exit %d\n%s", r.code, r.stdout)
+	}
+	// docs/operations.md, "Restoring the mirror": the api_keys statement, for user b.
+	pgtest.Exec(t, dsn, `update public.api_keys m
+	   set user_id = k.user_id, name = k.name, purpose = k.purpose, integration = k.integration,
+	       is_active = k.is_active, created_at = k.created_at, last_used_at = k.last_used_at,
+	       total_requests = k.total_requests, revoked_at = k.revoked_at, synced_at = now()
+	  from usage_sync.keys k
+	 where m.id = k.key_id and k.user_id = '`+b+`'`)
+	if r := run(t, getenv, "verify", "--user", b); r.code != 0 {
+		t.Fatalf("verify after restoring the mirror: exit %d\n%s", r.code, r.stdout)
 	}
 	if r := run(t, getenv, "verify", "--user", a, "--json"); r.code != 0 || !strings.Contains(r.stdout, `"differences": []`) {
 		t.Fatalf("verify --user of a clean user: exit %d\n%s", r.code, r.stdout)

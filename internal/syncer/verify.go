@@ -15,28 +15,31 @@ import (
 
 // The kinds of difference verify reports (docs/operations.md, "What verify reports").
 const (
-	// DiffKeyMissing: the upstream lists a key the mirror lacks, or holds as revoked.
+	// DiffKeyMissing: the upstream lists a key the worker's record lacks, or holds as revoked.
 	DiffKeyMissing = "key_missing"
-	// DiffKeyNotListed: the mirror holds as active a key the upstream no longer lists.
+	// DiffKeyNotListed: the record holds as active a key the upstream no longer lists.
 	DiffKeyNotListed = "key_not_listed"
-	// DiffKeyTotal: a key's lifetime total in api_keys differs from the upstream's in a way no
-	// use since the last sync explains (the mirror is ahead, or the key was not used since).
+	// DiffKeyTotal: a key's lifetime total in the record differs from the upstream's in a way no
+	// use since the last sync explains (the record is ahead, or the key was not used since).
 	DiffKeyTotal = "key_total"
-	// DiffSettledUsage: the per-purpose rows of the settled days differ from the upstream's
-	// totals for those days: the upstream corrected a settled day, or the rows were changed.
+	// DiffSettledUsage: the record's per-purpose totals of the settled days differ from the
+	// upstream's totals for those days: the upstream corrected a settled day.
 	DiffSettledUsage = "settled_usage"
 	// DiffUndercharged: the upstream counts more requests on the settled days than the ledger
 	// charged for them.
 	DiffUndercharged = "undercharged"
 	// DiffOvercharged: the ledger charged more for the settled days than the upstream counts.
 	DiffOvercharged = "overcharged"
+	// DiffMirrorAltered: a mirror row (api_keys, api_usage) says something the worker's record
+	// does not: someone changed the dashboard's copy. Billing reads the record and is unaffected.
+	DiffMirrorAltered = "mirror_altered"
 )
 
 // Difference is one thing verify found that settled data cannot explain.
 type Difference struct {
 	Kind    string `json:"kind"`
 	Subject string `json:"subject"` // a key id, or "purpose <name>"
-	// Upstream is what the upstream says; Ours is the mirror's or the ledger's figure.
+	// Upstream is what the upstream says; Ours is the record's, the mirror's or the ledger's figure.
 	Upstream int64  `json:"upstream"`
 	Ours     int64  `json:"ours"`
 	Fix      string `json:"fix"`
@@ -121,11 +124,15 @@ func (s *Syncer) Verify(ctx context.Context, only string) (VerifyReport, error) 
 func (s *Syncer) verifyUser(ctx context.Context, t store.VerifyTarget) VerifyUser {
 	v := VerifyUser{UserID: t.UserID, Status: t.Status, Differences: []Difference{}}
 	log := s.log.With(zap.String("user_id", t.UserID))
+	// The charge start as a sync decides it (newPass): CHARGE_FROM, else in live mode the user's
+	// go-live (none yet: nothing was charged, so no settled day is compared), else its enrolment.
 	var chargeFrom *time.Time
 	switch {
 	case s.opts.ChargeFrom != nil:
 		chargeFrom = s.opts.ChargeFrom
-	case t.EnrolledAt != nil:
+	case s.opts.ChargeEnabled:
+		chargeFrom = t.LiveAt
+	default:
 		chargeFrom = t.EnrolledAt
 	}
 	var from, to time.Time
@@ -139,7 +146,7 @@ func (s *Syncer) verifyUser(ctx context.Context, t store.VerifyTarget) VerifyUse
 		return v
 	}
 	// The mirror first: whatever the upstream says afterwards is at least as new.
-	m, err := s.st.MirrorOf(ctx, t.UserID, from, to, !s.opts.ChargeEnabled)
+	m, err := s.st.StoredOf(ctx, t.UserID, from, to, !s.opts.ChargeEnabled)
 	if err != nil {
 		v.dbErr = err
 		return fail(err)
@@ -148,7 +155,7 @@ func (s *Syncer) verifyUser(ctx context.Context, t store.VerifyTarget) VerifyUse
 	if err != nil {
 		return fail(fmt.Errorf("lifetime key listing: %w", err))
 	}
-	in := verifyInput{user: t.UserID, status: t.Status, lifetime: lifetime, mirror: m}
+	in := verifyInput{user: t.UserID, status: t.Status, lifetime: lifetime, stored: m}
 	if v.SettledFrom != nil {
 		if in.days, err = s.up.APIUsage(ctx, t.UserID, &from, &to); err != nil {
 			return fail(fmt.Errorf("per-purpose totals of the settled days: %w", err))
@@ -174,7 +181,7 @@ func (s *Syncer) verifyUser(ctx context.Context, t store.VerifyTarget) VerifyUse
 type verifyInput struct {
 	user, status string
 	lifetime     upstream.KeyList
-	mirror       store.Mirror
+	stored       store.Stored
 	settled      bool
 	from, to     time.Time
 	// days are the upstream's per-purpose totals of the settled days; charged the same from the
@@ -182,20 +189,27 @@ type verifyInput struct {
 	days, charged upstream.UsageMetrics
 }
 
-// compareMirror is verify's rule, pure: what the upstream says against what the mirror and the
-// ledger hold, keeping only what settled data cannot explain. A key's total may lag the
-// upstream's while the key has been used since the last sync (the next sync catches up), and
-// unsettled days are still moving; everything else must agree.
+// compareMirror is verify's rule, pure: what the upstream says against what the worker's record,
+// the mirror and the ledger hold, keeping only what settled data cannot explain. A key's total may
+// lag the upstream's while the key has been used since the last sync (the next sync catches up),
+// and unsettled days are still moving; everything else must agree.
 func compareMirror(in verifyInput) []Difference {
 	once := "usage-sync --once --user " + in.user
 	resync := "usage-sync resync --user " + in.user
 	if in.settled {
 		resync += fmt.Sprintf(" --from %s --to %s", in.from.Format(time.DateOnly), in.to.Add(-day).Format(time.DateOnly))
 	}
+	restore := "restore the dashboard's copy from the worker's record (docs/operations.md, \"Restoring the mirror\"); billing is unaffected"
 	var out []Difference
-	mirror := map[string]store.MirrorKey{}
-	for _, k := range in.mirror.Keys {
-		mirror[k.ID] = k
+	record := map[string]store.RecordKey{}
+	for _, k := range in.stored.Keys {
+		record[k.ID] = k
+		if k.MirrorDiffers {
+			out = append(out, Difference{Kind: DiffMirrorAltered, Subject: "api_keys " + k.ID, Upstream: value(k.TotalRequests), Ours: value(k.MirrorTotal), Fix: restore})
+		}
+	}
+	if n := in.stored.KeyDaysDiffering; n > 0 {
+		out = append(out, Difference{Kind: DiffMirrorAltered, Subject: "api_usage per-key rows", Ours: n, Fix: restore})
 	}
 	listed := map[string]bool{}
 	for _, k := range in.lifetime.Keys {
@@ -204,33 +218,38 @@ func compareMirror(in verifyInput) []Difference {
 			continue // unknown is not zero: nothing to compare
 		}
 		up := *k.TotalRequests
-		m, ok := mirror[k.ID]
-		if !ok || m.Revoked || m.TotalRequests == nil {
+		r, ok := record[k.ID]
+		if !ok || r.Revoked || r.TotalRequests == nil {
 			out = append(out, Difference{Kind: DiffKeyMissing, Subject: k.ID, Upstream: up, Fix: once})
 			continue
 		}
-		ours := *m.TotalRequests
-		usedSince := k.LastUsedAt != nil && (m.LastUsedAt == nil || k.LastUsedAt.Sub(*m.LastUsedAt) >= time.Microsecond)
+		ours := *r.TotalRequests
+		usedSince := k.LastUsedAt != nil && (r.LastUsedAt == nil || k.LastUsedAt.Sub(*r.LastUsedAt) >= time.Microsecond)
 		if ours > up || (ours < up && !usedSince) {
 			out = append(out, Difference{Kind: DiffKeyTotal, Subject: k.ID, Upstream: up, Ours: ours, Fix: once})
 		}
 	}
 	// A listing that dropped entries cannot say a key is gone.
 	if in.lifetime.Dropped == 0 {
-		for _, m := range in.mirror.Keys {
-			if !m.Revoked && !listed[m.ID] {
-				out = append(out, Difference{Kind: DiffKeyNotListed, Subject: m.ID, Ours: value(m.TotalRequests), Fix: once})
+		for _, r := range in.stored.Keys {
+			if !r.Revoked && !listed[r.ID] {
+				out = append(out, Difference{Kind: DiffKeyNotListed, Subject: r.ID, Ours: value(r.TotalRequests), Fix: once})
 			}
 		}
 	}
 	if in.settled {
-		for _, p := range purposes(in.days.RequestsByPurpose, in.mirror.Purposes) {
-			if up, ours := in.days.RequestsByPurpose[p], in.mirror.Purposes[p]; up != ours {
+		for _, p := range purposes(in.days.RequestsByPurpose, in.stored.Purposes) {
+			if up, ours := in.days.RequestsByPurpose[p], in.stored.Purposes[p]; up != ours {
 				out = append(out, Difference{Kind: DiffSettledUsage, Subject: "purpose " + p, Upstream: up, Ours: ours, Fix: resync})
 			}
 		}
-		for _, p := range purposes(in.charged.RequestsByPurpose, in.mirror.Charged) {
-			up, ours := in.charged.RequestsByPurpose[p], in.mirror.Charged[p]
+		for _, p := range purposes(in.stored.Purposes, in.stored.MirrorPurposes) {
+			if rec, mir := in.stored.Purposes[p], in.stored.MirrorPurposes[p]; rec != mir {
+				out = append(out, Difference{Kind: DiffMirrorAltered, Subject: "api_usage purpose " + p, Upstream: rec, Ours: mir, Fix: restore})
+			}
+		}
+		for _, p := range purposes(in.charged.RequestsByPurpose, in.stored.Charged) {
+			up, ours := in.charged.RequestsByPurpose[p], in.stored.Charged[p]
 			switch {
 			case up > ours:
 				fix := resync
