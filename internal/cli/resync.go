@@ -134,13 +134,21 @@ func printResync(stdout io.Writer, res syncer.ResyncResult) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	down, inconsistent := 0, 0
+	for _, r := range res.Revisions {
+		if r.Family == store.FamilyUnlisted {
+			inconsistent++ // a purpose total below what its keys were charged: nothing charged for it
+		} else {
+			down++
+		}
+	}
 	mode := ""
 	if res.Shadow {
 		mode = " (shadow mode: shadow: rows, balance untouched)"
 	}
-	_, err := fmt.Fprintf(stdout, "resync %s (run %s): %d settled days %s to %s re-read; charged %d, debited %d%s; %d decreases logged, not refunded; %d days not settled yet left to the next sync; status %s\n",
+	_, err := fmt.Fprintf(stdout, "resync %s (run %s): %d settled days %s to %s re-read; charged %d, debited %d%s; %d decreases logged, not refunded; %d purpose totals below what was charged (charge.unlisted_inconsistent); %d days not settled yet left to the next sync; status %s\n",
 		res.UserID, res.RunID, len(res.Days), res.Days[0].Day.Format(time.DateOnly), res.Days[len(res.Days)-1].Day.Format(time.DateOnly),
-		res.Charged, res.Debited, mode, len(res.Revisions), res.Unsettled, res.Status)
+		res.Charged, res.Debited, mode, down, inconsistent, res.Unsettled, res.Status)
 	return err
 }
 
