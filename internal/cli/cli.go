@@ -90,6 +90,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runResync(ctx, args[1:], getenv, stdout, stderr)
 	case "verify":
 		return runVerify(ctx, args[1:], getenv, stdout, stderr)
+	case "pause":
+		return runPause(ctx, args[1:], getenv, stdout, stderr)
+	case "resume":
+		return runResume(ctx, args[1:], getenv, stdout, stderr)
 	default:
 		return runSync(ctx, args, getenv, stdout, stderr)
 	}
@@ -139,7 +143,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "unknown command %q: the commands are migrate and help", fs.Arg(0))
+		return usageError(stderr, "unknown command %q: the commands are migrate, report, pause, resume and help", fs.Arg(0))
 	}
 	userSet := false
 	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })

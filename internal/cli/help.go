@@ -14,6 +14,8 @@ const shortUsage = `Usage:
   usage-sync report --user UUID [--days N] usage, charges and shortfall per UTC day
   usage-sync resync --user UUID [--from D] [--to D]  re-read settled days (vendor corrections)
   usage-sync verify [--user UUID] [--json]  compare the upstream with the record, mirror and ledger
+  usage-sync pause --user UUID --reason TEXT [--by NAME]  stop syncing and charging a user
+  usage-sync resume --user UUID            end a pause; the next sync catches up
   usage-sync help | --help | --version
 Run "usage-sync --help" for details and the environment variables.
 `
@@ -55,6 +57,13 @@ Usage:
       Compare, per user, the upstream's lifetime key listing and per-purpose totals of the
       settled days with the worker's record, the mirror and the ledger; print each difference
       and what fixes it. Writes nothing; exit 1 when it finds any. "usage-sync verify --help".
+  usage-sync pause --user UUID --reason TEXT [--by NAME]
+      Stop syncing and charging the user (a billing dispute, a support hold) until resume:
+      sync_state.status 'paused' with the reason, who and when. Safe beside the daemon.
+      "usage-sync pause --help" has the details and its exit codes.
+  usage-sync resume --user UUID
+      End the pause; the next sync catches up everything since. Exit 1 when the user is not
+      paused. "usage-sync resume --help" has the details.
   usage-sync help | --help | -h
       Show this help.
   usage-sync --version
@@ -66,9 +75,13 @@ Flags:
   --user UUID   with --once: sync only this user, ignoring its backoff
 
 Exit codes:
-  0  done (--once: every user synced or was leased by another worker; daemon: stopped by a signal)
-  1  --once: some user failed, or was abandoned at shutdown (see the summary line);
-     resync: it failed or another worker held the user; verify: a difference was found
+  0  done (--once: every user the run was responsible for synced; users a live worker held
+     or an operator paused are named in the summary as skipped or paused; daemon: stopped by
+     a signal)
+  1  --once: some user failed, or was abandoned at shutdown (see the summary line); a run
+     after an interrupted one attempts every user again, so a failure is never hidden
+     (resume: the user is not paused; resync: it failed or another worker held the user;
+     verify: a difference was found, or a user could not be read)
   2  usage or configuration error
   3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
      upstream client misconfigured

@@ -121,6 +121,10 @@ func New(ages AgeSource, log *zap.Logger) *Metrics {
 	if ages != nil {
 		m.reg.MustRegister(&ageCollector{src: ages, log: log, timeout: AgeQueryTimeoutDefault})
 	}
+	// The store behind the age gauge counts the paused users too (usage_sync_users_paused).
+	if p, ok := ages.(PausedSource); ok {
+		m.reg.MustRegister(&pausedCollector{src: p, log: log, timeout: AgeQueryTimeoutDefault})
+	}
 	return m
 }
 

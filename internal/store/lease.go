@@ -99,24 +99,43 @@ func (s *Store) Enrol(ctx context.Context, now *time.Time, only string) (int64, 
 	return tag.RowsAffected(), nil
 }
 
-// Cycle is one pass over the due users, shared by every worker that starts while it is open.
+// Cycle is one pass over the due users, shared by every live worker in it.
 type Cycle struct {
 	ID        int64
 	StartedAt time.Time
-	Joined    bool // another worker started it; this one joined
+	Joined    bool // another live worker is in it; this one joined
 }
 
-// JoinCycle returns the current cycle while it is open, so that a worker starting beside others
-// (replicas on one schedule, a CronJob --once beside the daemon) takes only the users nobody took
-// yet; otherwise it starts the next cycle, so consecutive runs each sync everyone due. A cycle is
-// open while a plain run could still claim a user in it, and, for joinWindow after it started,
-// while users it took are still in flight: a replica starting a little late, when the others have
-// claimed everyone, joins rather than syncing everyone again. After the window, users in flight
-// no longer hold the cycle: a sync that outlasts the schedule must not leave the other replicas
-// idle at the next tick. The cycle row is locked while deciding, so two workers starting
-// together agree on one cycle.
-func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time, joinWindow time.Duration) (Cycle, error) {
+// CycleMember is a run's place in its cycle (usage_sync.cycle_member): while it is renewed
+// (RenewMember) and not ended (EndMember), other runs may join the cycle.
+type CycleMember struct {
+	RunID  string
+	Worker string
+	TTL    time.Duration // live this long after each renewal; the run's SYNC_LEASE_TTL
+	Clock  func() time.Time
+}
+
+// liveMember: some run other than @run is in cycle @cycle, not ended, its renewal not expired.
+const liveMember = `exists (select 1 from usage_sync.cycle_member m
+	where m.cycle_id = @cycle and m.run_id <> @run and m.ended_at is null and m.expires_at >= ` + clockNow + `)`
+
+// JoinCycle joins the current cycle while another live worker is in it and it is still open,
+// so that a worker starting beside others (replicas on one schedule, a CronJob --once beside
+// the daemon) takes only the users nobody took yet; otherwise it starts the next cycle, so
+// consecutive runs each sync everyone due, and a run after an interrupted one (SIGTERM,
+// SIGKILL, a crash) attempts every user again rather than skipping what the dead run took.
+// Either way the run becomes a member of the cycle in the same transaction, so a worker
+// starting a moment later sees it live before it has claimed anything.
+//
+// A cycle with a live member is open while a plain run could still claim a user in it, and,
+// for joinWindow after it started, while users it took are still in flight: a replica starting
+// a little late, when the others have claimed everyone, joins rather than syncing everyone
+// again. After the window, users in flight no longer hold the cycle: a sync that outlasts the
+// schedule must not leave the other replicas idle at the next tick. The cycle row is locked
+// while deciding, so two workers starting together agree on one cycle.
+func (s *Store) JoinCycle(ctx context.Context, m CycleMember, joinWindow time.Duration) (Cycle, error) {
 	var c Cycle
+	now := reading(m.Clock)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var started *time.Time
 		if err := tx.QueryRow(ctx, `select id, started_at from usage_sync.cycle where singleton for update`).
@@ -124,28 +143,65 @@ func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time, joi
 			return err
 		}
 		if started != nil {
-			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "user": nil, "all": false, "operator": false, "started": started, "window": joinWindow.String()}
+			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "run": m.RunID, "user": nil, "all": false, "operator": false, "started": started, "window": joinWindow.String()}
 			if err := tx.QueryRow(ctx, `
-				select exists (select 1 from sync_state s where `+dueFilter+`)
-				    or (@started::timestamptz > `+clockNow+` - @window::interval
-				        and exists (select 1 from sync_state s
-				                    where s.cycle_id = @cycle and s.lease_owner is not null
-				                      and s.lease_expires_at >= `+clockNow+`))`, open).Scan(&c.Joined); err != nil {
+				select `+liveMember+`
+				   and (exists (select 1 from sync_state s where `+dueFilter+`)
+				        or (@started::timestamptz > `+clockNow+` - @window::interval
+				            and exists (select 1 from sync_state s
+				                        where s.cycle_id = @cycle and s.lease_owner is not null
+				                          and s.lease_expires_at >= `+clockNow+`)))`, open).Scan(&c.Joined); err != nil {
 				return err
 			}
 		}
 		if c.Joined {
 			c.StartedAt = *started
-			return nil
+		} else {
+			if err := tx.QueryRow(ctx, `
+				update usage_sync.cycle set id = id + 1, started_at = `+clockNow+`, started_by = @run
+				where singleton returning id, started_at`, pgx.NamedArgs{"now": now, "run": m.RunID}).Scan(&c.ID, &c.StartedAt); err != nil {
+				return err
+			}
+			// Members of earlier cycles decide nothing any more (a run of a superseded cycle
+			// claims nothing); its renewals and end find no row, which is fine.
+			if _, err := tx.Exec(ctx, `delete from usage_sync.cycle_member where cycle_id < $1`, c.ID); err != nil {
+				return err
+			}
 		}
-		return tx.QueryRow(ctx, `
-			update usage_sync.cycle set id = id + 1, started_at = `+clockNow+`, started_by = @run
-			where singleton returning id, started_at`, pgx.NamedArgs{"now": now, "run": runID}).Scan(&c.ID, &c.StartedAt)
+		_, err := tx.Exec(ctx, `
+			insert into usage_sync.cycle_member (run_id, cycle_id, worker, joined_at, expires_at)
+			values (@run, @cycle, @worker, `+clockNow+`, `+clockNow+` + @ttl::interval)`,
+			pgx.NamedArgs{"run": m.RunID, "cycle": c.ID, "worker": m.Worker, "ttl": m.TTL.String(), "now": now})
+		return err
 	})
 	if err != nil {
 		return Cycle{}, fmt.Errorf("join or start a cycle: %w", err)
 	}
 	return c, nil
+}
+
+// RenewMember keeps the run live in its cycle for another TTL. A run whose cycle was
+// succeeded (its row deleted) renews nothing, and that is not an error.
+func (s *Store) RenewMember(ctx context.Context, m CycleMember) error {
+	_, err := s.pool.Exec(ctx, `
+		update usage_sync.cycle_member set expires_at = `+clockNow+` + @ttl::interval
+		where run_id = @run and ended_at is null`,
+		pgx.NamedArgs{"run": m.RunID, "ttl": m.TTL.String(), "now": reading(m.Clock)})
+	if err != nil {
+		return fmt.Errorf("renew cycle membership of run %s: %w", m.RunID, err)
+	}
+	return nil
+}
+
+// EndMember marks the run ended: from now on it holds its cycle open for nobody.
+func (s *Store) EndMember(ctx context.Context, m CycleMember) error {
+	_, err := s.pool.Exec(ctx, `
+		update usage_sync.cycle_member set ended_at = `+clockNow+` where run_id = @run and ended_at is null`,
+		pgx.NamedArgs{"run": m.RunID, "now": reading(m.Clock)})
+	if err != nil {
+		return fmt.Errorf("end cycle membership of run %s: %w", m.RunID, err)
+	}
+	return nil
 }
 
 // duePredicate: the users a run selects, before leases and cycles: one user whatever its
@@ -216,19 +272,53 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) (*Lease, error) {
 	return &l, nil
 }
 
-// LeasedElsewhere counts the users this run selects that another live worker holds: skipped,
-// not failed.
-func (s *Store) LeasedElsewhere(ctx context.Context, r ClaimRequest) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `
-		select count(*) from sync_state s
-		where exists (select 1 from profiles p where p.user_id = s.user_id)
-		  and s.lease_expires_at >= `+clockNow+` and s.lease_owner <> @owner
-		  and `+duePredicate, claimArgs(r)).Scan(&n)
+// namedLeftMax bounds the user ids Left returns of each kind; the counts are exact.
+const namedLeftMax = 10
+
+// Left is what a run selected but did not take, and why: neither is a failure of the run.
+type Left struct {
+	Leased      int      // held by another live worker
+	LeasedUsers []string // the first of them, by user id
+	Paused      int      // paused by an operator (usage-sync pause)
+	PausedUsers []string
+}
+
+// LeftToOthers reads the users this run selects that another live worker holds, or that are
+// paused: skipped, not failed, and named in the run's summary.
+func (s *Store) LeftToOthers(ctx context.Context, r ClaimRequest) (Left, error) {
+	var out Left
+	rows, err := s.pool.Query(ctx, `
+		select kind, total, user_id::text from (
+			select kind, user_id, count(*) over (partition by kind) as total,
+			       row_number() over (partition by kind order by user_id) as n
+			from (select case when s.status = 'paused' then 'paused' else 'leased' end as kind, s.user_id
+			      from sync_state s
+			      where exists (select 1 from profiles p where p.user_id = s.user_id)
+			        and (s.status = 'paused' or (s.lease_expires_at >= `+clockNow+` and s.lease_owner <> @owner))
+			        and `+duePredicate+`) k) l
+		where n <= @named
+		order by kind, user_id`, claimArgs(r))
 	if err != nil {
-		return 0, fmt.Errorf("count users leased elsewhere: %w", err)
+		return out, fmt.Errorf("read users left to other workers: %w", err)
 	}
-	return n, nil
+	defer rows.Close()
+	for rows.Next() {
+		var kind, user string
+		var n int
+		if err := rows.Scan(&kind, &n, &user); err != nil {
+			return out, fmt.Errorf("read users left to other workers: %w", err)
+		}
+		count, named := &out.Leased, &out.LeasedUsers
+		if kind == "paused" {
+			count, named = &out.Paused, &out.PausedUsers
+		}
+		*count = n
+		*named = append(*named, user)
+	}
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("read users left to other workers: %w", err)
+	}
+	return out, nil
 }
 
 func claimArgs(r ClaimRequest) pgx.NamedArgs {
@@ -236,7 +326,7 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 	if r.UserID != "" {
 		user = &r.UserID
 	}
-	return pgx.NamedArgs{"owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
+	return pgx.NamedArgs{"named": namedLeftMax, "owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
 		"user": user, "now": reading(r.Clock), "operator": r.Operator && r.UserID != "", "live": r.Live}
 }
 
