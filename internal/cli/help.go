@@ -43,6 +43,11 @@ Usage:
       stderr and exit.
   usage-sync migrate
       Apply the database schema (needs only DATABASE_URL), print what was applied and exit.
+      It first checks the dashboard's tables for access the API roles (anon, authenticated)
+      have around row-level security, and stops, changing nothing, naming each exposure and
+      the SQL that closes it (exit 3; MIGRATE_ALLOW_EXPOSED=true proceeds with a warning
+      each). It ends by taking back from the API roles every right on the worker's tables,
+      sequences and functions but select of their own rows and request_sync().
   usage-sync report --user UUID [--days 14]
       Print, per UTC day, the user's requests by key and by the per-purpose totals, the
       requests no listed key accounts for (keys revoked before a listing showed them), the
@@ -84,7 +89,7 @@ Exit codes:
      verify: a difference was found, or a user could not be read)
   2  usage or configuration error
   3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
-     upstream client misconfigured
+     upstream client misconfigured, migrate stopped on exposed dashboard tables
 
 Signals: SIGINT or SIGTERM stops gracefully (users in flight finish or are abandoned and
 retried later); a second one exits at once with code 130.

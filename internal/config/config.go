@@ -38,6 +38,8 @@ type Config struct {
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" desc:"connection pool size; empty: 2 x SYNC_CONCURRENCY + 2, enough for SYNC_CONCURRENCY; when set, at least SYNC_CONCURRENCY + 1"`
 	DBPoolMode  string `envconfig:"DB_POOL_MODE" desc:"auto, session or transaction; auto picks transaction on port 6543 (Supabase's transaction pooler)"`
 
+	MigrateAllowExposed bool `envconfig:"MIGRATE_ALLOW_EXPOSED" desc:"migrate proceeds although the dashboard's tables are exposed to the API roles (anon, authenticated), logging a warning per exposure; false: it stops, changing nothing, and names each exposure with the SQL that closes it"`
+
 	UpstreamBaseURL       string        `envconfig:"UPSTREAM_BASE_URL" desc:"Email Verification API base URL, usually ending in /api/v1 (required to sync)"`
 	UpstreamAdminToken    string        `envconfig:"UPSTREAM_ADMIN_TOKEN" secret:"true" desc:"admin token: call the API for every user with user_id= (this or SUPABASE_JWT_SECRET is required to sync)"`
 	SupabaseJWTSecret     string        `envconfig:"SUPABASE_JWT_SECRET" secret:"true" desc:"used when UPSTREAM_ADMIN_TOKEN is empty: mint a short-lived user JWT per user"`

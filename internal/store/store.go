@@ -22,12 +22,16 @@ type Options struct {
 	// pooler hands each transaction a different server connection.
 	PoolMode string
 	Logger   *zap.Logger
+	// AllowExposed lets Migrate proceed past exposures of the dashboard's tables to the API
+	// roles, with a warning each (MIGRATE_ALLOW_EXPOSED).
+	AllowExposed bool
 }
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *zap.Logger
+	pool         *pgxpool.Pool
+	log          *zap.Logger
+	allowExposed bool
 }
 
 // Open parses dsn, builds the pool and pings the database, so a wrong URL fails at start-up
@@ -58,7 +62,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, &openError{msg: fmt.Sprintf("connect to database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
 	}
-	return &Store{pool: pool, log: log}, nil
+	return &Store{pool: pool, log: log, allowExposed: opts.AllowExposed}, nil
 }
 
 // ErrBadDSN means the driver rejects DATABASE_URL itself (a bad sslmode, a port that is not a
