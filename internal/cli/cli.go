@@ -143,7 +143,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "unknown command %q: the commands are migrate, report, pause, resume and help", fs.Arg(0))
+		return usageError(stderr, "unknown command %q: the commands are migrate, report, resync, verify, pause, resume and help", fs.Arg(0))
 	}
 	userSet := false
 	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
