@@ -86,6 +86,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return writeHelp(stdout)
 	case "report":
 		return runReport(ctx, args[1:], getenv, stdout, stderr)
+	case "resync":
+		return runResync(ctx, args[1:], getenv, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, args[1:], getenv, stdout, stderr)
 	case "pause":
 		return runPause(ctx, args[1:], getenv, stdout, stderr)
 	case "resume":
@@ -139,7 +143,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "unknown command %q: the commands are migrate, report, pause, resume and help", fs.Arg(0))
+		return usageError(stderr, "unknown command %q: the commands are migrate, report, resync, verify, pause, resume and help", fs.Arg(0))
 	}
 	userSet := false
 	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
@@ -170,33 +174,8 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		defer ob.close(ctx)
 	}
-	upCfg := upstream.Config{
-		BaseURL:        app.cfg.UpstreamBaseURL,
-		AdminToken:     app.cfg.UpstreamAdminToken,
-		JWTSecret:      app.cfg.SupabaseJWTSecret,
-		JWTTTL:         app.cfg.UpstreamJWTTTL,
-		RequestTimeout: app.cfg.UpstreamTimeout,
-		MaxElapsed:     app.cfg.UpstreamRetryMax,
-		MaxRetryAfter:  app.cfg.UpstreamRetryAfter,
-		UserAgent:      "usage-sync/" + version,
-		AllowInsecure:  app.cfg.UpstreamAllowInsecure,
-	}
-	syOpts := syncer.Options{
-		Concurrency:        app.cfg.SyncConcurrency,
-		LeaseTTL:           app.cfg.SyncLeaseTTL,
-		UserTimeout:        app.cfg.SyncUserTimeout,
-		SettleLag:          app.cfg.SettleLag,
-		TaskOverlap:        app.cfg.TaskOverlap,
-		RevisionWindow:     app.cfg.RevisionWindow,
-		RevisionInterval:   revisionInterval(app.cfg.RevisionInterval),
-		FailureBackoffBase: app.cfg.FailureBackoffBase,
-		FailureBackoffMax:  app.cfg.FailureBackoffMax,
-		TriggerMinInterval: app.cfg.TriggerMinInterval,
-		MaxBackfillDays:    app.cfg.MaxBackfillDays,
-		ChargeEnabled:      app.cfg.ChargeEnabled,
-		ChargeFrom:         app.cfg.ChargeFrom,
-		WorkerID:           app.workerID,
-	}
+	upCfg := upstreamConfig(app.cfg)
+	syOpts := syncerOptions(app.cfg, app.workerID)
 	if ob != nil {
 		upCfg.Observer, syOpts.Observer = ob.metrics, ob.metrics
 	}

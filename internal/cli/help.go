@@ -12,6 +12,8 @@ const shortUsage = `Usage:
   usage-sync --once [--all | --user UUID]  run one sync cycle and exit
   usage-sync migrate                       apply the database schema and exit
   usage-sync report --user UUID [--days N] usage, charges and shortfall per UTC day
+  usage-sync resync --user UUID [--from D] [--to D]  re-read settled days (vendor corrections)
+  usage-sync verify [--user UUID] [--json]  compare the upstream with the record, mirror and ledger
   usage-sync pause --user UUID --reason TEXT [--by NAME]  stop syncing and charging a user
   usage-sync resume --user UUID            end a pause; the next sync catches up
   usage-sync help | --help | --version
@@ -51,6 +53,15 @@ Usage:
       requests no listed key accounts for (keys revoked before a listing showed them), the
       billable emails of finished tasks, and what was charged, debited, short and shadow-charged.
       Read-only; needs only DATABASE_URL.
+  usage-sync resync --user UUID [--from YYYY-MM-DD] [--to YYYY-MM-DD]
+      Re-read the user's settled days (at most 90 a run; default from the charge start through
+      the last settled day) and the tasks created in them, as if unsettled: vendor corrections
+      are mirrored, increases charged once, decreases logged and never refunded. Takes the
+      user's lease; prints a table per day. "usage-sync resync --help" for more.
+  usage-sync verify [--user UUID] [--json]
+      Compare, per user, the upstream's lifetime key listing and per-purpose totals of the
+      settled days with the worker's record, the mirror and the ledger; print each difference
+      and what fixes it. Writes nothing; exit 1 when it finds any. "usage-sync verify --help".
   usage-sync pause --user UUID --reason TEXT [--by NAME]
       Stop syncing and charging the user (a billing dispute, a support hold) until resume:
       sync_state.status 'paused' with the reason, who and when. Safe beside the daemon.
@@ -74,7 +85,8 @@ Exit codes:
      a signal)
   1  --once: some user failed, or was abandoned at shutdown (see the summary line); a run
      after an interrupted one attempts every user again, so a failure is never hidden
-     (resume: the user is not paused)
+     (resume: the user is not paused; resync: it failed or another worker held the user;
+     verify: a difference was found, or a user could not be read)
   2  usage or configuration error
   3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
      upstream client misconfigured, migrate stopped on exposed dashboard tables

@@ -175,13 +175,22 @@ func AsRole(t testing.TB, dsn, role string) string {
 // Exec runs sql (several statements allowed) on the database at dsn.
 func Exec(t testing.TB, dsn, sql string) {
 	t.Helper()
+	withConn(t, dsn, func(c *pgx.Conn) error {
+		_, err := c.Exec(context.Background(), sql)
+		return err
+	})
+}
+
+// withConn runs fn on a connection of its own, failing the test with fn's error.
+func withConn(t testing.TB, dsn string, fn func(*pgx.Conn) error) {
+	t.Helper()
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, sql); err != nil {
+	if err := fn(c); err != nil {
 		t.Fatalf("exec: %v", err)
 	}
 }

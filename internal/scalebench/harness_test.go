@@ -34,10 +34,6 @@ const adminToken = "scalebench-admin"
 // creditsDefault is every simulated user's starting balance.
 const creditsDefault = 1_000_000
 
-// quietTimeoutDefault bounds the wait for the child's database sessions to end (and so flush
-// their statistics) after it exited.
-const quietTimeoutDefault = 30 * time.Second
-
 // binDir holds the binary built for this test process; TestMain removes it.
 var binDir string
 
@@ -186,59 +182,11 @@ type dbStats struct {
 	walByte int64            // pg_current_wal_lsn, cluster-wide
 }
 
-// stats waits until no other client session is connected to the database (a backend flushes
-// its statistics before it leaves pg_stat_activity), then reads the table counters from a fresh
-// snapshot.
+// stats reads the table counters once the other sessions have ended (pgtest.TableWrites).
 func (w *world) stats(exclude ...uint32) dbStats {
 	w.tb.Helper()
-	if exclude == nil {
-		exclude = []uint32{}
-	}
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, w.dsn)
-	if err != nil {
-		w.tb.Fatalf("connect for statistics: %v", err)
-	}
-	defer c.Close(ctx)
-	deadline := time.Now().Add(quietTimeoutDefault)
-	for {
-		var others int
-		if err := c.QueryRow(ctx, `select count(*) from pg_stat_activity
-			where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'
-			and pid <> all($1::int[])`, exclude).Scan(&others); err != nil {
-			w.tb.Fatalf("read pg_stat_activity: %v", err)
-		}
-		if others == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			w.tb.Fatalf("%d sessions still connected %v after the run", others, quietTimeoutDefault)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the database's state, not timing the code
-	}
-	if _, err := c.Exec(ctx, `select pg_stat_clear_snapshot()`); err != nil {
-		w.tb.Fatalf("clear stats snapshot: %v", err)
-	}
-	s := dbStats{writes: make(map[string]int64)}
-	rows, err := c.Query(ctx, `select schemaname || '.' || relname, n_tup_ins + n_tup_upd + n_tup_del from pg_stat_user_tables`)
-	if err != nil {
-		w.tb.Fatalf("read pg_stat_user_tables: %v", err)
-	}
-	for rows.Next() {
-		var name string
-		var n int64
-		if err := rows.Scan(&name, &n); err != nil {
-			w.tb.Fatalf("scan pg_stat_user_tables: %v", err)
-		}
-		s.writes[name] = n
-	}
-	if err := rows.Err(); err != nil {
-		w.tb.Fatalf("read pg_stat_user_tables: %v", err)
-	}
-	if err := c.QueryRow(ctx, `select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`).Scan(&s.walByte); err != nil {
-		w.tb.Fatalf("read pg_current_wal_lsn: %v", err)
-	}
-	return s
+	writes, wal := pgtest.TableWrites(w.tb, w.dsn, exclude...)
+	return dbStats{writes: writes, walByte: wal}
 }
 
 // run is one measured `usage-sync --once` run, of one or several processes at once.

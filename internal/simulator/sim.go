@@ -254,6 +254,23 @@ func (s *Sim) AddRequests(userID, keyID string, at ...time.Time) {
 	slices.Sort(k.reqs)
 }
 
+// RemoveRequests takes back up to n of a key's requests in [from, to), the latest first, and
+// returns how many it removed: the vendor correcting a counter downwards, after the fact. It
+// panics on an unknown user or key.
+func (s *Sim) RemoveRequests(userID, keyID string, from, to time.Time, n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.mustKeyLocked("RemoveRequests", userID, keyID)
+	removed := 0
+	for i := len(k.reqs) - 1; i >= 0 && removed < n; i-- {
+		if t := k.reqs[i]; t >= from.UnixNano() && t < to.UnixNano() {
+			k.reqs = append(k.reqs[:i], k.reqs[i+1:]...)
+			removed++
+		}
+	}
+	return removed
+}
+
 // RevokeKey revokes a key: it leaves /api-keys, while its requests still count in
 // /metrics/api-usage. It panics on an unknown user or key.
 func (s *Sim) RevokeKey(userID, keyID string) {

@@ -194,7 +194,8 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 // recordSuccess ends a sync in sync_state: its status ("ok", or "degraded" while keys are
 // blocked), the settled mark, the task watermarks, and the lease released. The task watermarks
 // are derived here, from rows a complete pass has just brought up to date, and stored: the next
-// pass starts from them, never from rows a chunk of a pass that crashed may have written.
+// pass starts from them, never from rows a chunk of a pass that crashed may have written. A paused
+// user (only an operator's resync takes one) stays paused.
 func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[string]string) (status string, err error) {
 	status, lastError := "ok", ""
 	blocked := maps.Clone(u.BlockedKeys)
@@ -219,7 +220,7 @@ func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[s
 			                max(created_at)) as wm_open
 			from usage_sync.tasks where user_id = @user
 		)
-		update sync_state set status = @status, last_attempt_at = `+clockNow+`, last_success_at = `+clockNow+`,
+		update sync_state set status = case when sync_state.status = 'paused' then sync_state.status else @status end, last_attempt_at = `+clockNow+`, last_success_at = `+clockNow+`,
 		       last_error = nullif(@error, ''), last_error_kind = case when @error = '' then null else 'degraded' end,
 		       consecutive_failures = 0, next_attempt_at = `+clockNow+`,
 		       settled_through = coalesce((@settled::timestamptz at time zone 'UTC')::date, settled_through),

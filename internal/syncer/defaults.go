@@ -59,3 +59,7 @@ const (
 	// requestBatchPerWorker is how many requested users one poll takes per unit of Concurrency.
 	requestBatchPerWorker = 4
 )
+
+// ResyncMaxDays bounds the settled days one resync re-reads (docs/design.md, "The operator's
+// commands"): a longer range is resynced in several runs.
+const ResyncMaxDays = 90

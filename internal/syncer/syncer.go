@@ -425,13 +425,7 @@ func (s *Syncer) readLeased(ctx context.Context, runLog *zap.Logger, runID strin
 	defer cancel()
 	// Renewal outlives the reads (and shutdown): it stops when the user's final transaction
 	// has ended, whichever goroutine runs it.
-	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
-	lost := make(chan struct{})
-	renewDone := make(chan struct{})
-	go func() {
-		defer close(renewDone)
-		s.renew(renewCtx, log, lease, lost, cancel)
-	}()
+	lost, stopRenew, renewDone := s.keepLease(ctx, log, lease, cancel)
 	plan, res, err := s.readUser(userCtx, log, runID, lease)
 	timedOut := errors.Is(context.Cause(userCtx), errUserTimeout)
 	select {
@@ -484,6 +478,19 @@ func (s *Syncer) finish(ctx context.Context, runID string, j *finishJob) (outcom
 		return outcomeDegraded, nil
 	}
 	return outcomeSynced, nil
+}
+
+// keepLease renews the lease in the background until stop is called (renewal ignores ctx's
+// cancellation); done is closed once it has stopped, lost if the lease was lost, and then
+// cancel stops the sync.
+func (s *Syncer) keepLease(ctx context.Context, log *zap.Logger, lease *store.Lease, cancel context.CancelFunc) (lost <-chan struct{}, stop context.CancelFunc, done <-chan struct{}) {
+	renewCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	lostCh, doneCh := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(doneCh)
+		s.renew(renewCtx, log, lease, lostCh, cancel)
+	}()
+	return lostCh, stop, doneCh
 }
 
 // leaseLost logs a sync that lost its lease and says what it was: stopped by usage-sync pause
