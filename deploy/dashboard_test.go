@@ -13,16 +13,17 @@ import (
 	"github.com/usage-sync/usage-sync/internal/metrics"
 )
 
-// ageSource stands in for the database so the oldest-success gauge is exposed.
-type ageSource struct{}
+// dbSource stands in for the database so the database-backed gauges are exposed.
+type dbSource struct{}
 
-func (ageSource) OldestSuccessAge(context.Context) (float64, bool, error) { return 1, true, nil }
+func (dbSource) OldestSuccessAge(context.Context) (float64, bool, error) { return 1, true, nil }
+func (dbSource) UsersEnrolled(context.Context) (float64, bool, error)    { return 4, true, nil }
+func (dbSource) UsersInError(context.Context) (float64, bool, error)     { return 1, true, nil }
 
 // exposed is every metric name the binary serves (histogram series names included).
 func exposed(t *testing.T) map[string]bool {
 	t.Helper()
-	m := metrics.New(ageSource{}, nil)
-	m.Request("keys", "200") // the requests counter has no series before the first request
+	m := metrics.New(dbSource{}, nil)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"context"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+)
+
+// How the daemon waits for its database at start: an attempt at once, then retries with
+// exponential backoff and jitter from dbWaitFirst to dbWaitMax between attempts, for as long as it
+// takes (a signal ends the wait). Fixed, not configurable: the point is to come up soon after
+// the database does, without hammering it meanwhile.
+const (
+	dbWaitFirst = time.Second
+	dbWaitMax   = 30 * time.Second
+	// dbWaitAttempt bounds one attempt (the connect timeout usually ends it sooner).
+	dbWaitAttempt = 15 * time.Second
+)
+
+// waitForDatabase returns once the database answers with the schema this binary needs, logging
+// each failed attempt with its reason; it returns ctx's error if a signal comes first. Meanwhile
+// the probes answer: /livez 200, /readyz 503 with the same reason.
+func (a *app) waitForDatabase(ctx context.Context) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = dbWaitFirst, dbWaitMax, 0
+	attempt := 0
+	try := func() error {
+		attempt++
+		actx, cancel := context.WithTimeout(ctx, dbWaitAttempt)
+		defer cancel()
+		return readiness(actx, a.st)
+	}
+	notify := func(err error, wait time.Duration) {
+		a.log.Warn("daemon.database_wait", zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Error(err))
+	}
+	if err := backoff.RetryNotify(try, backoff.WithContext(b, ctx), notify); err != nil {
+		return err
+	}
+	if attempt > 1 {
+		a.log.Info("daemon.database_ready", zap.Int("attempts", attempt))
+	}
+	return nil
+}
