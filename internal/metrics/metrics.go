@@ -128,7 +128,7 @@ func New(db Source, log *zap.Logger) *Metrics {
 		m.charged, m.debited, m.shortfall, m.lastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
-		m.reg.MustRegister(newDBCollector(db, log, ScrapeQueryTimeoutDefault, m.now))
+		m.reg.MustRegister(newDBCollector(db, log, ScrapeQueryTimeoutDefault, func() time.Time { return m.now() }))
 	}
 	return m
 }
