@@ -66,7 +66,11 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 		t.Fatal("the dashboard has no panels")
 	}
 	var exprs []string
+	since := ""
 	for _, p := range dash.Panels {
+		if p.Title == "Since the last full cycle" && len(p.Targets) > 0 {
+			since = p.Targets[0].Expr
+		}
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q queries nothing", p.Title)
 		}
@@ -74,8 +78,14 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 			exprs = append(exprs, tg.Expr)
 		}
 	}
-	for _, r := range loadRules(t) {
+	rules := loadRules(t)
+	for _, r := range rules {
 		exprs = append(exprs, r.Expr)
+	}
+	// The panel shows what the alert pages on: the process start while no cycle has completed,
+	// never time() - 0 (56 years after every restart).
+	if since == "" || !strings.Contains(rules["UsageSyncNoSuccessfulCycle"].Expr, since) || !strings.Contains(since, "process_start_time_seconds") {
+		t.Errorf("panel \"Since the last full cycle\" queries %q, not UsageSyncNoSuccessfulCycle's %q", since, rules["UsageSyncNoSuccessfulCycle"].Expr)
 	}
 	used := map[string]bool{}
 	for _, e := range exprs {
@@ -94,7 +104,8 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 	for _, n := range []string{"usage_sync_cycles_total", "usage_sync_cycle_duration_seconds_bucket", "usage_sync_user_syncs_total",
 		"usage_sync_upstream_requests_total", "usage_sync_upstream_retries_total", "usage_sync_ledger_rows_total",
 		"usage_sync_credits_charged_total", "usage_sync_credits_debited_total", "usage_sync_credits_shortfall_total",
-		"usage_sync_last_cycle_success_timestamp_seconds", "usage_sync_oldest_success_age_seconds"} {
+		"usage_sync_last_cycle_success_timestamp_seconds", "usage_sync_oldest_success_age_seconds",
+		"usage_sync_database_up", "usage_sync_users_in_error", "usage_sync_users_enrolled"} {
 		if !served[n] {
 			t.Errorf("the binary does not serve %s", n)
 		}
