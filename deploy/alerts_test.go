@@ -75,7 +75,7 @@ func TestAlertRulesCheck(t *testing.T) {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 	rules := loadRules(t)
-	for _, name := range []string{"UsageSyncDown", "UsageSyncNoSuccessfulCycle", "UsageSyncOldestSuccessTooOld", "UsageSyncUserErrorsRising",
+	for _, name := range []string{"UsageSyncDown", "UsageSyncDatabaseUnreachable", "UsageSyncAllSyncsFailing", "UsageSyncNoSuccessfulCycle", "UsageSyncOldestSuccessTooOld", "UsageSyncUserErrorsRising",
 		"UsageSyncShortfallGrowing", "UsageSyncUpstreamErrors", "UsageSyncUpstreamRateLimited", "UsageSyncKeyChargingHalted"} {
 		r, ok := rules[name]
 		if !ok {
@@ -92,9 +92,14 @@ func TestAlertRulesCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name := range rules {
+	for name, r := range rules {
 		if !strings.Contains(string(doc), "\n### "+name+"\n") {
 			t.Errorf("docs/operations.md has no heading \"### %s\" for the runbook link", name)
+		}
+		// The alert table gives each alert's severity as the rule does.
+		row := fmt.Sprintf("\n| [%s](#%s) | %s |", name, strings.ToLower(name), r.Labels["severity"])
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/operations.md's alert table has no row starting %q", strings.TrimSpace(row))
 		}
 	}
 }
