@@ -31,6 +31,8 @@ Usage:
       WEBHOOK_ADDR set it also accepts task-completion webhooks and syncs their users at once.
       It serves GET /livez, /readyz and /metrics on METRICS_ADDR (default :9464), and every
       SYNC_REQUEST_POLL syncs the users who asked for it through public.request_sync().
+      Started while the database is unreachable or its schema is behind, it waits for it
+      (retrying with backoff, unready meanwhile) instead of exiting.
   usage-sync --once [--all | --user UUID]
       Run one cycle for every due user whatever SYNC_ENABLED says, print a one-line summary on
       stderr and exit.
@@ -55,8 +57,8 @@ Exit codes:
   0  done (--once: every user synced or was leased by another worker; daemon: stopped by a signal)
   1  --once: some user failed, or was abandoned at shutdown (see the summary line)
   2  usage or configuration error
-  3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
-     upstream client misconfigured
+  3  runtime error: --once, migrate, report: database unreachable, schema outdated (run
+     usage-sync migrate); any command: upstream client misconfigured
 
 Signals: SIGINT or SIGTERM stops gracefully (users in flight finish or are abandoned and
 retried later); a second one exits at once with code 130.
