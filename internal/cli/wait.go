@@ -9,7 +9,7 @@ import (
 )
 
 // How the daemon waits for its database at start: an attempt at once, then retries with
-// exponential backoff and jitter from dbWaitFirst to dbWaitMax between attempts, for as long as it
+// exponential backoff (doubling, ±50% jitter) from dbWaitFirst to dbWaitMax between attempts, for as long as it
 // takes (a signal ends the wait). Fixed, not configurable: the point is to come up soon after
 // the database does, without hammering it meanwhile.
 const (
@@ -24,7 +24,7 @@ const (
 // the probes answer: /livez 200, /readyz 503 with the same reason.
 func (a *app) waitForDatabase(ctx context.Context) error {
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = dbWaitFirst, dbWaitMax, 0
+	b.InitialInterval, b.Multiplier, b.MaxInterval, b.MaxElapsedTime = dbWaitFirst, 2, dbWaitMax, 0
 	attempt := 0
 	try := func() error {
 		attempt++

@@ -59,13 +59,18 @@ func (g *dbGauge) held(now time.Time) float64 {
 
 // dbCollector reads every dbGauge in one scrape under one deadline, and says whether the database
 // answered (usage_sync_database_up). A gauge never vanishes because the database did not answer.
+// One read at a time: a scrape that comes while another's read is in flight reports the held
+// values at once instead of queueing behind it, so no scrape waits on the database for longer
+// than the bound, however many scrape at once.
 type dbCollector struct {
 	log     *zap.Logger
 	timeout time.Duration
 	now     func() time.Time
 
-	mu     sync.Mutex // concurrent scrapes take turns: the readings are shared state
-	gauges []*dbGauge
+	mu      sync.Mutex // guards the fields below and the gauges' readings
+	gauges  []*dbGauge
+	reading bool    // a scrape's read is in flight
+	up      float64 // usage_sync_database_up of the last read
 }
 
 func newDBCollector(src Source, log *zap.Logger, timeout time.Duration, now func() time.Time) *dbCollector {
@@ -79,40 +84,79 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
+// reading is one gauge's outcome in a read.
+type reading struct {
+	v       float64
+	ok, err bool
+}
+
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
+	if c.reading {
+		c.emit(ch, nil)
+		c.mu.Unlock()
+		return
+	}
+	c.reading = true
+	c.mu.Unlock()
+
+	got := c.read()
+
+	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.reading = false
+	c.emit(ch, got)
+}
+
+// read runs every gauge's query under one deadline; after the first failure the rest are not
+// tried (the database did not answer) and count as failed too.
+func (c *dbCollector) read() []reading {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
+	out := make([]reading, len(c.gauges))
 	var failed error
-	for _, g := range c.gauges {
-		if failed == nil {
-			v, ok, err := g.read(ctx)
-			switch {
-			case err != nil:
-				// The scrape goes on: a scrape failing as a whole would hide every other metric,
-				// and usage_sync_database_up says what happened.
-				failed = err
-			case !ok:
-				g.have = false
-			default:
-				g.have, g.last, g.lastAt = true, v, c.now()
-			}
-			if err == nil {
-				if g.have {
-					ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.last)
-				}
-				continue
-			}
+	for i, g := range c.gauges {
+		if failed != nil {
+			out[i].err = true
+			continue
 		}
-		if g.have {
-			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.held(c.now()))
+		v, ok, err := g.read(ctx)
+		if err != nil {
+			// The scrape goes on: a scrape failing as a whole would hide every other metric,
+			// and usage_sync_database_up says what happened.
+			failed = err
+			out[i].err = true
+			continue
 		}
+		out[i] = reading{v: v, ok: ok}
 	}
-	up := 1.0
 	if failed != nil {
-		up = 0
 		c.log.Debug("metrics.database_read_failed", zap.Error(failed))
 	}
-	ch <- prometheus.MustNewConstMetric(databaseUpDesc, prometheus.GaugeValue, up)
+	return out
+}
+
+// emit records got (nil: no read, the held values) and sends every gauge. c.mu is held.
+func (c *dbCollector) emit(ch chan<- prometheus.Metric, got []reading) {
+	now := c.now()
+	if got != nil {
+		c.up = 1
+	}
+	for i, g := range c.gauges {
+		switch {
+		case got == nil || got[i].err:
+			if got != nil {
+				c.up = 0
+			}
+			if g.have {
+				ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.held(now))
+			}
+		case !got[i].ok:
+			g.have = false
+		default:
+			g.have, g.last, g.lastAt = true, got[i].v, now
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.last)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(databaseUpDesc, prometheus.GaugeValue, c.up)
 }

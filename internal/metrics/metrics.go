@@ -44,6 +44,7 @@ type Metrics struct {
 	debited       prometheus.Counter
 	shortfall     prometheus.Counter
 	lastSuccess   prometheus.Gauge
+	db            *dbCollector // nil without a Source
 }
 
 // Label values known in advance; their series exist from the start at 0, so rates and alerts
@@ -128,7 +129,8 @@ func New(db Source, log *zap.Logger) *Metrics {
 		m.charged, m.debited, m.shortfall, m.lastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
-		m.reg.MustRegister(newDBCollector(db, log, ScrapeQueryTimeoutDefault, func() time.Time { return m.now() }))
+		m.db = newDBCollector(db, log, ScrapeQueryTimeoutDefault, func() time.Time { return m.now() })
+		m.reg.MustRegister(m.db)
 	}
 	return m
 }

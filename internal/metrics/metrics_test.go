@@ -378,3 +378,61 @@ func TestDatabaseGaugesDuringAnOutage(t *testing.T) {
 		t.Fatalf("after the outage: up %v, age %v; want a fresh reading", s.sum("usage_sync_database_up"), s.sum("usage_sync_oldest_success_age_seconds"))
 	}
 }
+
+// hungSource is a database that does not answer until released: each read reports that it
+// started, then blocks until release is closed or its deadline passes.
+type hungSource struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h hungSource) read(ctx context.Context) (float64, bool, error) {
+	h.started <- struct{}{}
+	select {
+	case <-h.release:
+		return 0, false, context.Canceled
+	case <-ctx.Done():
+		return 0, false, ctx.Err()
+	}
+}
+
+func (h hungSource) OldestSuccessAge(ctx context.Context) (float64, bool, error) { return h.read(ctx) }
+func (h hungSource) UsersEnrolled(ctx context.Context) (float64, bool, error)    { return h.read(ctx) }
+func (h hungSource) UsersInError(ctx context.Context) (float64, bool, error)     { return h.read(ctx) }
+
+// A scrape that comes while another's database read hangs does not queue behind it: it answers
+// at once with the held values, so concurrent scrapes never add up their waits.
+func TestConcurrentScrapesDoNotQueueOnTheDatabase(t *testing.T) {
+	t.Parallel()
+	h := hungSource{started: make(chan struct{}, 4), release: make(chan struct{})}
+	m := metrics.New(h, nil)
+	m.SetScrapeQueryTimeout(time.Hour) // only release ends the first read
+	first := make(chan scrape, 1)
+	go func() {
+		mfs, _ := m.Registry().Gather() // a collector's failure shows as missing series below
+		out := scrape{}
+		for _, mf := range mfs {
+			out[mf.GetName()] = mf
+		}
+		first <- out
+	}()
+	<-h.started // the first scrape's read is in flight, and hangs
+	s := gather(t, m.Registry())
+	select {
+	case <-first:
+		t.Fatal("the second scrape returned only after the first")
+	default:
+	}
+	if v := s.sum("usage_sync_database_up"); v != 0 {
+		t.Errorf("database_up = %v while the database hangs, want 0", v)
+	}
+	select {
+	case <-h.started:
+		t.Fatal("the second scrape read the database too")
+	default:
+	}
+	close(h.release)
+	if v := (<-first).sum("usage_sync_database_up"); v != 0 {
+		t.Errorf("the first scrape: database_up = %v, want 0", v)
+	}
+}
