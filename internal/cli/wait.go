@@ -9,9 +9,9 @@ import (
 )
 
 // How the daemon waits for its database at start: an attempt at once, then retries with
-// exponential backoff (doubling, ±50% jitter) from dbWaitFirst to dbWaitMax between attempts, for as long as it
-// takes (a signal ends the wait). Fixed, not configurable: the point is to come up soon after
-// the database does, without hammering it meanwhile.
+// exponential backoff (doubling, ±50% jitter) from dbWaitFirst to dbWaitMax between attempts,
+// for as long as it takes (a signal ends the wait). Fixed, not configurable: the point is to
+// come up soon after the database does, without hammering it meanwhile.
 const (
 	dbWaitFirst = time.Second
 	dbWaitMax   = 30 * time.Second
