@@ -183,6 +183,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		MaxElapsed:     app.cfg.UpstreamRetryMax,
 		MaxRetryAfter:  app.cfg.UpstreamRetryAfter,
 		UserAgent:      "usage-sync/" + version,
+		AllowInsecure:  app.cfg.UpstreamAllowInsecure,
 	}
 	syOpts := syncer.Options{
 		Concurrency:        app.cfg.SyncConcurrency,
@@ -194,6 +195,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		RevisionInterval:   revisionInterval(app.cfg.RevisionInterval),
 		FailureBackoffBase: app.cfg.FailureBackoffBase,
 		FailureBackoffMax:  app.cfg.FailureBackoffMax,
+		TriggerMinInterval: app.cfg.TriggerMinInterval,
 		MaxBackfillDays:    app.cfg.MaxBackfillDays,
 		ChargeEnabled:      app.cfg.ChargeEnabled,
 		ChargeFrom:         app.cfg.ChargeFrom,
@@ -360,6 +362,9 @@ func startWith(ctx context.Context, getenv func(string) string, mode config.Mode
 	log.Log(cfgLevel, "config.loaded",
 		zap.String("version", version), zap.String("commit", commit),
 		zap.String("worker_id", a.workerID), zap.Any("config", cfg.Redacted()))
+	if w := cfg.InsecureUpstream(); w != "" && mode == config.ModeSync {
+		log.Warn("config.insecure_upstream", zap.String("why", w))
+	}
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
 	st, err := open(a.startupCtx, cfg.DatabaseURL, store.Options{

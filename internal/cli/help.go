@@ -28,9 +28,12 @@ Usage:
   usage-sync
       Run the daemon. With SYNC_ENABLED=true it runs a sync cycle on SYNC_SCHEDULE (UTC), never
       two at once; otherwise it only says so in its log and waits for a signal. With
-      WEBHOOK_ADDR set it also accepts task-completion webhooks and syncs their users at once.
-      It serves GET /livez, /readyz and /metrics on METRICS_ADDR (default :9464), and every
-      SYNC_REQUEST_POLL syncs the users who asked for it through public.request_sync().
+      WEBHOOK_ADDR set it also accepts task-completion webhooks (signed with WEBHOOK_SECRET,
+      required unless the address is loopback) and syncs their users at once. It serves GET
+      /livez, /readyz and /metrics on METRICS_ADDR (default :9464), and every SYNC_REQUEST_POLL
+      syncs the users who asked for it through public.request_sync(). No webhook or request
+      syncs one user more than once per TRIGGER_MIN_INTERVAL; a webhook waits out the user's
+      failure backoff, a request may skip it.
       Started while the database is unreachable or its schema is behind, it waits for it
       (retrying with backoff, unready meanwhile) instead of exiting.
   usage-sync --once [--all | --user UUID]

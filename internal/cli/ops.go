@@ -43,7 +43,7 @@ func (a *app) serveOps() (*ops, error) {
 			}
 			return nil
 		},
-		Ready: func(ctx context.Context) error { return readiness(ctx, a.st) },
+		Ready: func(ctx context.Context) error { return readiness(ctx, a.st, a.log) },
 	}
 	srv, err := health.Listen(a.cfg.MetricsAddr, health.Handler(checks, o.metrics.Registry(), a.log), a.log)
 	if err != nil {
@@ -55,8 +55,10 @@ func (a *app) serveOps() (*ops, error) {
 	return o, nil
 }
 
-// readiness is /readyz's check: the database answers and its schema is the binary's.
-func readiness(ctx context.Context, st *store.Store) error {
+// readiness is /readyz's check: the database answers and its schema is the binary's. A probe's
+// body is readable by whoever reaches the port, so an unreachable database is named only as
+// such; the driver's error (host, role, database) goes to the log as health.not_ready.
+func readiness(ctx context.Context, st *store.Store, log *zap.Logger) error {
 	err := st.Ready(ctx)
 	switch {
 	case err == nil:
@@ -64,7 +66,8 @@ func readiness(ctx context.Context, st *store.Store) error {
 	case errors.Is(err, store.ErrSchemaOutdated):
 		return fmt.Errorf("schema behind: %w", err)
 	default:
-		return fmt.Errorf("database unreachable: %w", err)
+		log.Warn("health.not_ready", zap.Error(err))
+		return errors.New("database unreachable (the worker's log has the driver's error: health.not_ready)")
 	}
 }
 

@@ -71,6 +71,11 @@ func TestProbes(t *testing.T) {
 
 	proxy.SetDown(true)
 	expect("/readyz", 503, "not ready: database unreachable")
+	// Finding 7: the body names no database host, port or role; the log has the driver's error.
+	if _, b := get(t, base+"/readyz"); strings.Contains(b, "127.0.0.1") || strings.Contains(b, "user=") || strings.Contains(b, "postgres") {
+		t.Fatalf("/readyz names the database: %q", b)
+	}
+	wait(t, stderr.when(`"event":"health.not_ready"`), "health.not_ready with the driver's error", &stderr)
 	expect("/livez", 200, "ok")
 	expect("/metrics", 200, "usage_sync_user_syncs_total")
 	proxy.SetDown(false)
@@ -198,8 +203,10 @@ func TestRequestSyncDaemon(t *testing.T) {
 	if r := state(users[1]); r.status != "error" || r.failures != 3 {
 		t.Fatalf("the backing-off user was touched: %+v", r)
 	}
-	if r := state(users[2]); r.status != "pending" || r.attempts {
-		t.Fatalf("an unrequested user was synced: %+v", r)
+	// A single-user run enrols only its user: users[2] is not even enrolled.
+	var touched bool
+	if err := c.QueryRow(ctx, `select exists (select 1 from sync_state where user_id = $1)`, users[2]).Scan(&touched); err != nil || touched {
+		t.Fatalf("an unrequested user was enrolled or synced (%v)", err)
 	}
 
 	// A user backing off after failures goes ahead of its backoff when it asks.
@@ -210,8 +217,9 @@ func TestRequestSyncDaemon(t *testing.T) {
 	if r := state(users[1]); r.status != "ok" || r.failures != 0 {
 		t.Fatalf("requested backing-off user: %+v", r)
 	}
-	if r := state(users[2]); r.status != "pending" || r.attempts {
-		t.Fatalf("an unrequested user was synced: %+v", r)
+	// A single-user run enrols only its user: users[2] is not even enrolled.
+	if err := c.QueryRow(ctx, `select exists (select 1 from sync_state where user_id = $1)`, users[2]).Scan(&touched); err != nil || touched {
+		t.Fatalf("an unrequested user was enrolled or synced (%v)", err)
 	}
 	if !strings.Contains(stderr.String(), `"trigger":"request"`) {
 		t.Fatalf("no request-triggered cycle in the log:\n%s", stderr.String())

@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
+
+	"github.com/usage-sync/usage-sync/internal/store"
 )
 
 // How the daemon waits for its database at start: an attempt at once, then retries with
@@ -21,7 +25,7 @@ const (
 
 // waitForDatabase returns once the database answers with the schema this binary needs, logging
 // each failed attempt with its reason; it returns ctx's error if a signal comes first. Meanwhile
-// the probes answer: /livez 200, /readyz 503 with the same reason.
+// the probes answer: /livez 200, /readyz 503.
 func (a *app) waitForDatabase(ctx context.Context) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.Multiplier, b.MaxInterval, b.MaxElapsedTime = dbWaitFirst, 2, dbWaitMax, 0
@@ -30,7 +34,15 @@ func (a *app) waitForDatabase(ctx context.Context) error {
 		attempt++
 		actx, cancel := context.WithTimeout(ctx, dbWaitAttempt)
 		defer cancel()
-		return readiness(actx, a.st)
+		// The driver's error in full: this is the worker's log (the probe's body says less).
+		switch err := a.st.Ready(actx); {
+		case err == nil:
+			return nil
+		case errors.Is(err, store.ErrSchemaOutdated):
+			return fmt.Errorf("schema behind: %w", err)
+		default:
+			return fmt.Errorf("database unreachable: %w", err)
+		}
 	}
 	notify := func(err error, wait time.Duration) {
 		a.log.Warn("daemon.database_wait", zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Error(err))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -18,19 +17,21 @@ import (
 // dropped (logged) and the next scheduled cycle picks the users up.
 const webhookQueueMax = 10000
 
-// serveWebhooks listens on WEBHOOK_ADDR and syncs each webhook's user through the same
-// RunCycle the schedule calls, one user at a time. The returned func stops both.
+// serveWebhooks listens on WEBHOOK_ADDR (bounded connections and timeouts) and syncs each
+// webhook's user through RunTriggered, one user at a time: the trigger respects the user's
+// failure backoff and TRIGGER_MIN_INTERVAL. The returned func stops both.
 func (a *app) serveWebhooks(ctx context.Context, sy *syncer.Syncer) (stop func(), err error) {
-	ln, err := net.Listen("tcp", a.cfg.WebhookAddr)
+	ln, err := webhook.Listen(a.cfg.WebhookAddr, webhook.MaxConnsDefault)
 	if err != nil {
 		return nil, fmt.Errorf("listen for webhooks on WEBHOOK_ADDR %s: %w", a.cfg.WebhookAddr, err)
 	}
 	q := webhook.NewQueue(webhookQueueMax)
 	mux := http.NewServeMux()
-	mux.Handle(webhook.Path, webhook.New(a.cfg.WebhookSecret, q, a.log))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+	mux.Handle(webhook.Path, webhook.New(a.cfg.WebhookSecret, q, a.st, a.log))
+	srv := webhook.NewServer(mux, a.log)
 	a.log.Info("webhook.listening", zap.String("addr", ln.Addr().String()), zap.String("path", webhook.Path),
-		zap.Bool("signed", a.cfg.WebhookSecret != ""))
+		zap.Bool("signed", a.cfg.WebhookSecret != ""), zap.Int("max_conns", webhook.MaxConnsDefault),
+		zap.Int("max_body_bytes", webhook.MaxBodyDefault), zap.Duration("trigger_min_interval", a.cfg.TriggerMinInterval))
 
 	served := make(chan struct{})
 	go func() {
@@ -44,7 +45,12 @@ func (a *app) serveWebhooks(ctx context.Context, sy *syncer.Syncer) (stop func()
 	go func() {
 		defer close(ran)
 		q.Run(qctx, func(ctx context.Context, user string) {
-			if _, err := sy.RunCycle(ctx, syncer.CycleOptions{UserID: user, Trigger: "webhook"}); err != nil {
+			_, _, err := sy.RunTriggered(ctx, syncer.Trigger{UserID: user, Kind: "webhook"})
+			switch {
+			case errors.Is(err, syncer.ErrUnknownUser):
+				// The handler checked the user; its profile went since. Nothing to sync.
+				a.log.Debug("webhook.unknown_user", zap.String("user_id", user))
+			case err != nil && ctx.Err() == nil:
 				a.log.Error("sync.cycle.failed", zap.String("user_id", user), zap.String("trigger", "webhook"), zap.Error(err))
 			}
 		})

@@ -38,13 +38,14 @@ type Config struct {
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" desc:"connection pool size; empty: 2 x SYNC_CONCURRENCY + 2, enough for SYNC_CONCURRENCY; when set, at least SYNC_CONCURRENCY + 1"`
 	DBPoolMode  string `envconfig:"DB_POOL_MODE" desc:"auto, session or transaction; auto picks transaction on port 6543 (Supabase's transaction pooler)"`
 
-	UpstreamBaseURL    string        `envconfig:"UPSTREAM_BASE_URL" desc:"Email Verification API base URL, usually ending in /api/v1 (required to sync)"`
-	UpstreamAdminToken string        `envconfig:"UPSTREAM_ADMIN_TOKEN" secret:"true" desc:"admin token: call the API for every user with user_id= (this or SUPABASE_JWT_SECRET is required to sync)"`
-	SupabaseJWTSecret  string        `envconfig:"SUPABASE_JWT_SECRET" secret:"true" desc:"used when UPSTREAM_ADMIN_TOKEN is empty: mint a short-lived user JWT per user"`
-	UpstreamJWTTTL     time.Duration `envconfig:"UPSTREAM_JWT_TTL" desc:"lifetime of a minted user JWT"`
-	UpstreamTimeout    time.Duration `envconfig:"UPSTREAM_TIMEOUT" desc:"timeout of one upstream request"`
-	UpstreamRetryMax   time.Duration `envconfig:"UPSTREAM_RETRY_MAX_ELAPSED" desc:"retry budget of one upstream call, waits included"`
-	UpstreamRetryAfter time.Duration `envconfig:"UPSTREAM_RETRY_AFTER_MAX" desc:"longest Retry-After the worker honours"`
+	UpstreamBaseURL       string        `envconfig:"UPSTREAM_BASE_URL" desc:"Email Verification API base URL, usually ending in /api/v1 (required to sync)"`
+	UpstreamAdminToken    string        `envconfig:"UPSTREAM_ADMIN_TOKEN" secret:"true" desc:"admin token: call the API for every user with user_id= (this or SUPABASE_JWT_SECRET is required to sync)"`
+	SupabaseJWTSecret     string        `envconfig:"SUPABASE_JWT_SECRET" secret:"true" desc:"used when UPSTREAM_ADMIN_TOKEN is empty: mint a short-lived user JWT per user"`
+	UpstreamJWTTTL        time.Duration `envconfig:"UPSTREAM_JWT_TTL" desc:"lifetime of a minted user JWT (at most 15m)"`
+	UpstreamTimeout       time.Duration `envconfig:"UPSTREAM_TIMEOUT" desc:"timeout of one upstream request"`
+	UpstreamRetryMax      time.Duration `envconfig:"UPSTREAM_RETRY_MAX_ELAPSED" desc:"retry budget of one upstream call, waits included"`
+	UpstreamRetryAfter    time.Duration `envconfig:"UPSTREAM_RETRY_AFTER_MAX" desc:"longest Retry-After the worker waits within one call; a failed user's next attempt is never moved past FAILURE_BACKOFF_MAX"`
+	UpstreamAllowInsecure bool          `envconfig:"UPSTREAM_ALLOW_INSECURE" desc:"accept an http:// UPSTREAM_BASE_URL to a host other than this machine (the tokens then cross the network in cleartext; logged as a warning)"`
 
 	SyncEnabled        bool          `envconfig:"SYNC_ENABLED" desc:"the daemon schedules cycles only when true; --once runs regardless"`
 	SyncSchedule       string        `envconfig:"SYNC_SCHEDULE" desc:"5-field cron spec or descriptor such as @every 1m, in UTC"`
@@ -65,7 +66,9 @@ type Config struct {
 	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's enrolment"`
 
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" desc:"host:port the daemon accepts task-completion webhooks on (POST /webhooks/tasks); empty: no webhook listener"`
-	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); empty: unsigned deliveries accepted"`
+	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); required unless WEBHOOK_ADDR is loopback (127.0.0.1, ::1, localhost), where empty accepts unsigned deliveries"`
+
+	TriggerMinInterval time.Duration `envconfig:"TRIGGER_MIN_INTERVAL" desc:"no webhook or request_sync() syncs one user more than once per this interval, across replicas (at least 1s)"`
 
 	MetricsAddr     string        `envconfig:"METRICS_ADDR" desc:"host:port serving GET /livez, /readyz and /metrics; off: none; --once serves them only when this is set in its environment"`
 	SyncRequestPoll time.Duration `envconfig:"SYNC_REQUEST_POLL" desc:"how often the daemon looks for users whose sync the dashboard requested (public.request_sync())"`
@@ -96,6 +99,7 @@ func defaults() Config {
 		RevisionInterval:   syncer.RevisionIntervalDefault,
 		MetricsAddr:        health.AddrDefault,
 		SyncRequestPoll:    syncer.RequestPollDefault,
+		TriggerMinInterval: syncer.TriggerMinIntervalDefault,
 		LogLevel:           logging.LevelDefault,
 	}
 }
@@ -258,9 +262,23 @@ func (c Config) validateWebhook(p *problems) {
 	if c.WebhookAddr == "" {
 		return
 	}
-	if _, port, err := net.SplitHostPort(c.WebhookAddr); err != nil || port == "" {
+	host, port, err := net.SplitHostPort(c.WebhookAddr)
+	if err != nil || port == "" {
 		p.addf("WEBHOOK_ADDR %q is not host:port: set it to an address to listen on, such as :8080 or 0.0.0.0:8080, or leave it empty for no webhooks", c.WebhookAddr)
+	} else if c.WebhookSecret == "" && !upstream.LoopbackHost(host) {
+		// Anyone who reaches the port could otherwise make the worker sync whom they like.
+		p.addf("WEBHOOK_ADDR %q accepts deliveries from the network but WEBHOOK_SECRET is empty: set WEBHOOK_SECRET to the secret the upstream signs webhooks with, or listen on loopback only (e.g. WEBHOOK_ADDR=127.0.0.1:%s)", c.WebhookAddr, port)
 	}
+}
+
+// InsecureUpstream is the warning an accepted cleartext UPSTREAM_BASE_URL deserves
+// (UPSTREAM_ALLOW_INSECURE=true and a non-loopback http:// host), or "" when there is none.
+func (c Config) InsecureUpstream() string {
+	u, err := upstream.ParseBaseURL(c.UpstreamBaseURL)
+	if err != nil || upstream.CheckTransport(u, false) == nil {
+		return ""
+	}
+	return fmt.Sprintf("UPSTREAM_BASE_URL is %s://%s and UPSTREAM_ALLOW_INSECURE=true: the admin token and user tokens cross the network in cleartext; use https:// unless that network is trusted", u.Scheme, u.Host)
 }
 
 // MetricsOff is the METRICS_ADDR value that turns the probe and metrics listener off.
@@ -272,6 +290,7 @@ func (c Config) validateOps(p *problems) {
 			p.addf("METRICS_ADDR %q is not host:port: set it to an address to listen on, such as :9464, or off for no probes and metrics", c.MetricsAddr)
 		}
 	}
+	c.positive(p, "TRIGGER_MIN_INTERVAL", c.TriggerMinInterval, time.Second)
 	if c.SyncRequestPoll < 100*time.Millisecond {
 		p.addf("SYNC_REQUEST_POLL %s is too short: set at least 100ms (default %s)", c.SyncRequestPoll, syncer.RequestPollDefault)
 	}
@@ -308,13 +327,19 @@ func (c Config) validateDatabase(p *problems) {
 }
 
 func (c Config) validateUpstream(p *problems) {
-	if _, err := upstream.ParseBaseURL(c.UpstreamBaseURL); err != nil {
+	if u, err := upstream.ParseBaseURL(c.UpstreamBaseURL); err != nil {
+		*p = append(*p, err)
+	} else if err := upstream.CheckTransport(u, c.UpstreamAllowInsecure); err != nil {
 		*p = append(*p, err)
 	}
 	if c.UpstreamAdminToken == "" && c.SupabaseJWTSecret == "" {
 		p.addf("UPSTREAM_ADMIN_TOKEN and SUPABASE_JWT_SECRET are both empty: set UPSTREAM_ADMIN_TOKEN to call the API as admin, or SUPABASE_JWT_SECRET to mint per-user tokens")
 	}
 	c.positive(p, "UPSTREAM_JWT_TTL", c.UpstreamJWTTTL, 0)
+	if c.UpstreamJWTTTL > upstream.JWTTTLMax {
+		p.addf("UPSTREAM_JWT_TTL %s is above %s: a minted token that leaks would stay good that long; set at most %s (default %s)",
+			c.UpstreamJWTTTL, upstream.JWTTTLMax, upstream.JWTTTLMax, upstream.JWTTTLDefault)
+	}
 	c.positive(p, "UPSTREAM_TIMEOUT", c.UpstreamTimeout, 0)
 	c.positive(p, "UPSTREAM_RETRY_MAX_ELAPSED", c.UpstreamRetryMax, 0)
 	c.positive(p, "UPSTREAM_RETRY_AFTER_MAX", c.UpstreamRetryAfter, 0)

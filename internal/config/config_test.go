@@ -97,6 +97,7 @@ func TestDefaults(t *testing.T) {
 		TaskOverlap:        10 * time.Minute,
 		RevisionWindow:     24 * time.Hour,
 		RevisionInterval:   time.Hour,
+		TriggerMinInterval: 30 * time.Second,
 		MetricsAddr:        ":9464",
 		SyncRequestPoll:    5 * time.Second,
 		LogLevel:           "info",
@@ -219,7 +220,25 @@ func TestValidateProblems(t *testing.T) {
 		{"database garbage", with(valid(), "DATABASE_URL", "localhost"), ModeMigrate, "DATABASE_URL is neither"},
 		{"pool mode", with(valid(), "DB_POOL_MODE", "statement"), ModeMigrate, `DB_POOL_MODE "statement" is not a pool mode`},
 		{"webhook address", with(valid(), "WEBHOOK_ADDR", "8080"), ModeSync, `WEBHOOK_ADDR "8080" is not host:port`},
-		{"webhook address ok", with(valid(), "WEBHOOK_ADDR", ":8080"), ModeSync, ""},
+		{"webhook address ok", with(valid(), "WEBHOOK_ADDR", ":8080", "WEBHOOK_SECRET", "hook-s3cret"), ModeSync, ""},
+		// Finding 5: a listener the network reaches needs the secret; loopback may go unsigned.
+		{"webhook without secret", with(valid(), "WEBHOOK_ADDR", ":8080"), ModeSync,
+			`WEBHOOK_ADDR ":8080" accepts deliveries from the network but WEBHOOK_SECRET is empty: set WEBHOOK_SECRET to the secret the upstream signs webhooks with, or listen on loopback only (e.g. WEBHOOK_ADDR=127.0.0.1:8080)`},
+		{"webhook on all interfaces without secret", with(valid(), "WEBHOOK_ADDR", "0.0.0.0:8080"), ModeSync, "WEBHOOK_SECRET is empty"},
+		{"webhook on a LAN address without secret", with(valid(), "WEBHOOK_ADDR", "10.0.0.5:8080"), ModeSync, "WEBHOOK_SECRET is empty"},
+		{"webhook on loopback unsigned", with(valid(), "WEBHOOK_ADDR", "127.0.0.1:8080"), ModeSync, ""},
+		{"webhook on ::1 unsigned", with(valid(), "WEBHOOK_ADDR", "[::1]:8080"), ModeSync, ""},
+		{"webhook on localhost unsigned", with(valid(), "WEBHOOK_ADDR", "localhost:8080"), ModeSync, ""},
+		{"trigger interval", with(valid(), "TRIGGER_MIN_INTERVAL", "100ms"), ModeSync, "TRIGGER_MIN_INTERVAL 100ms is too short: set at least 1s"},
+		// Finding 7: the tokens cross the network only encrypted; minted JWTs live at most 15m.
+		{"http base URL", with(valid(), "UPSTREAM_BASE_URL", "http://api.example.com/api/v1"), ModeSync,
+			"UPSTREAM_BASE_URL is http:// to a host other than this machine (http://api.example.com): the admin token and user tokens would cross the network in cleartext; use https://api.example.com/api/v1, or set UPSTREAM_ALLOW_INSECURE=true"},
+		{"http base URL allowed", with(valid(), "UPSTREAM_BASE_URL", "http://api.example.com/api/v1", "UPSTREAM_ALLOW_INSECURE", "true"), ModeSync, ""},
+		{"http loopback base URL", with(valid(), "UPSTREAM_BASE_URL", "http://127.0.0.1:8081/api/v1"), ModeSync, ""},
+		{"http localhost base URL", with(valid(), "UPSTREAM_BASE_URL", "http://localhost:8081/api/v1"), ModeSync, ""},
+		{"JWT TTL too long", with(valid(), "UPSTREAM_JWT_TTL", "1h"), ModeSync,
+			"UPSTREAM_JWT_TTL 1h0m0s is above 15m0s: a minted token that leaks would stay good that long; set at most 15m0s (default 5m0s)"},
+		{"JWT TTL at the bound", with(valid(), "UPSTREAM_JWT_TTL", "15m"), ModeSync, ""},
 		{"max conns", with(valid(), "DB_MAX_CONNS", "-1"), ModeMigrate, "DB_MAX_CONNS -1 is out of range"},
 		{"metrics address", with(valid(), "METRICS_ADDR", "9464"), ModeSync, `METRICS_ADDR "9464" is not host:port`},
 		{"metrics off", with(valid(), "METRICS_ADDR", "off"), ModeSync, ""},
@@ -381,12 +400,36 @@ func TestRedacted(t *testing.T) {
 		{"postgres://app@db/postgres?password=s3cret", "postgres://app@db/postgres?password=xxxxx"},
 		{"host=db user=app password=s3cret dbname=x", "host=db user=app password=xxxxx dbname=x"},
 		{"host=db password = 's3 cret' dbname=x", "host=db password = xxxxx dbname=x"},
-		{"postgres://app:s3cret%zz@db/postgres", "(unparsable URL)"},
+		// Not a URL the driver reads, but its password position is certain: masked.
+		{"postgres://app:s3cret%zz@db/postgres", "postgres://app:xxxxx@db/postgres"},
+		// Finding 7: every form pgx accepts. A backslash escapes the space, so the password
+		// runs on to TAIL; a quoted value may hold an escaped quote; a URL may name several hosts.
+		{`host=db user=app password=se\ cr3tTAIL dbname=x`, "host=db user=app password=xxxxx dbname=x"},
+		{`password=se\ cr3tTAIL`, "password=xxxxx"},
+		{`host=db password='it\'s cr3tTAIL' dbname=x`, "host=db password=xxxxx dbname=x"},
+		{"  host=db\tpassword=s3cret  ", "  host=db\tpassword=xxxxx  "},
+		{"postgres://app:s3cret@h1:5432,h2:5433/db?sslmode=require", "postgres://app:xxxxx@h1:5432,h2:5433/db?sslmode=require"},
+		{"postgresql://app@h1,h2/db?pass%77ord=s3cret&sslpassword=k3y", "postgresql://app@h1,h2/db?pass%77ord=xxxxx&sslpassword=xxxxx"},
+		{"host=db password='unterminated", "(unparsable DATABASE_URL)"},
 	}
 	for _, tt := range tests {
-		if got := store.RedactDSN(tt.dsn); got != tt.want {
+		got := store.RedactDSN(tt.dsn)
+		if got != tt.want {
 			t.Errorf("RedactDSN(%q) = %q, want %q", tt.dsn, got, tt.want)
 		}
+		for _, secret := range []string{"s3cret", "cr3tTAIL", "k3y"} {
+			if strings.Contains(got, secret) {
+				t.Errorf("RedactDSN(%q) = %q shows %s", tt.dsn, got, secret)
+			}
+		}
+	}
+	// config.loaded logs Redacted(): the escaped password never reaches it.
+	kv, err := Load(env(with(valid(), "DATABASE_URL", `host=db.internal user=app password=se\ cr3tTAIL dbname=postgres`)))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got := kv.Redacted()["DATABASE_URL"]; strings.Contains(got, "cr3tTAIL") || got != "host=db.internal user=app password=xxxxx dbname=postgres" {
+		t.Errorf("Redacted()[DATABASE_URL] = %q", got)
 	}
 
 	c, err := Load(env(with(valid(), "SUPABASE_JWT_SECRET", "jwt-s3cret", "CHARGE_FROM", "2026-01-01T00:00:00.5Z")))

@@ -70,13 +70,20 @@ func (s *Store) HasUser(ctx context.Context, user string) (bool, error) {
 }
 
 // Enrol adds every profile that has no sync_state yet, as pending and due now; now (nil: the
-// database's clock) is also the enrolment, the user's default CHARGE_FROM.
-func (s *Store) Enrol(ctx context.Context, now *time.Time) (int64, error) {
+// database's clock) is also the enrolment, the user's default CHARGE_FROM. With only set (a run
+// for one user: --user, a webhook, a request) it enrols at most that user: a single-user run
+// never touches the rest of the population.
+func (s *Store) Enrol(ctx context.Context, now *time.Time, only string) (int64, error) {
+	var user *string
+	if only != "" {
+		user = &only
+	}
 	tag, err := s.pool.Exec(ctx, `
 		insert into sync_state (user_id, enrolled_at, next_attempt_at)
 		select p.user_id, `+clockNow+`, `+clockNow+` from profiles p
-		where not exists (select 1 from sync_state s where s.user_id = p.user_id)
-		on conflict (user_id) do nothing`, pgx.NamedArgs{"now": now})
+		where (@user::uuid is null or p.user_id = @user::uuid)
+		  and not exists (select 1 from sync_state s where s.user_id = p.user_id)
+		on conflict (user_id) do nothing`, pgx.NamedArgs{"now": now, "user": user})
 	if err != nil {
 		return 0, fmt.Errorf("enrol users: %w", err)
 	}

@@ -116,7 +116,7 @@ func claimedByA(t *testing.T) (*store.Store, *pgxpool.Pool, []string, func(owner
 	t.Helper()
 	ctx := context.Background()
 	st, db, users := setup(t, 10)
-	if _, err := st.Enrol(ctx, nil); err != nil {
+	if _, err := st.Enrol(ctx, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	req := func(owner string) store.ClaimRequest {

@@ -33,6 +33,9 @@ const (
 	// RequestPollDefault is how often the daemon looks for users whose sync the dashboard asked
 	// for through public.request_sync() (SYNC_REQUEST_POLL).
 	RequestPollDefault = 5 * time.Second
+	// TriggerMinIntervalDefault is the least time between two triggered syncs of one user,
+	// webhooks and request_sync() together, across replicas (TRIGGER_MIN_INTERVAL).
+	TriggerMinIntervalDefault = 30 * time.Second
 )
 
 // Fixed bounds of a cycle, not configurable: each is set here once.

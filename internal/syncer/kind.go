@@ -3,6 +3,9 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +22,36 @@ const maxErrorText = 1000
 // carry what the server said, and that must never keep the failure from being recorded (NUL)
 // nor reach a terminal raw (escape sequences).
 func errorText(err error) string { return safetext.Clean(err.Error(), maxErrorText) }
+
+// userText is a failed sync as sync_state.last_error shows it, which the user reads on the
+// dashboard: what went wrong with their own sync, never another user, a database host or a
+// role. An upstream error (about this user's own calls), a paging bound or a gone profile is
+// shown as is; an ownership conflict without the other user or the ids; anything else (the
+// database, the worker) only by its kind, the details left to the operator's log under the run.
+func userText(err error, kind, runID string) string {
+	var ue *upstream.Error
+	var oe *store.OwnershipError
+	var pe *PagingError
+	switch {
+	case errors.As(err, &oe):
+		tables := map[string]bool{}
+		for _, c := range oe.Conflicts {
+			tables[c.Table] = true
+		}
+		names := make([]string, 0, len(tables))
+		for t := range tables {
+			names = append(names, t)
+		}
+		sort.Strings(names)
+		return fmt.Sprintf("the upstream listed %d row(s) of %s under this user that another user holds: not reassigned, nothing written (the operator's log, run %s, has the details)",
+			len(oe.Conflicts), strings.Join(names, ", "), runID)
+	case errors.As(err, &ue), errors.As(err, &pe), errors.Is(err, store.ErrProfileGone):
+		return errorText(err)
+	case kind == "timeout":
+		return fmt.Sprintf("the sync ran past SYNC_USER_TIMEOUT or waited too long on the database (the operator's log, run %s, has the details)", runID)
+	}
+	return fmt.Sprintf("internal error in the worker or its database (the operator's log, run %s, has the details)", runID)
+}
 
 // cleanError is a failed sync's error with its text made safe (errorText) and its cause kept.
 type cleanError struct {

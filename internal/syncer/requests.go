@@ -10,8 +10,9 @@ import (
 
 // ServeRequests syncs the users asked for through public.request_sync() until ctx ends: every
 // poll it lists the requested users not attempted since their request and syncs each through
-// RunCycle with CycleOptions.UserID, the single-user path --once --user and webhooks take, so a
-// requested user goes ahead of the schedule and of its backoff and nobody else is synced. It
+// RunTriggered (the single-user path --once --user and webhooks take), so a requested user goes
+// ahead of the schedule and of its backoff and nobody else is synced. A user some trigger took
+// less than TRIGGER_MIN_INTERVAL ago waits for a later poll. It
 // polls rather than LISTENs so that it works behind Supabase's transaction pooler. Up to
 // Options.Concurrency requested users sync at once.
 func (s *Syncer) ServeRequests(ctx context.Context, every time.Duration) {
@@ -19,7 +20,7 @@ func (s *Syncer) ServeRequests(ctx context.Context, every time.Duration) {
 		every = RequestPollDefault
 	}
 	tick(ctx, every, func() bool {
-		users, err := s.st.Requested(ctx, s.opts.Concurrency*requestBatchPerWorker, s.at())
+		users, err := s.st.Requested(ctx, s.opts.Concurrency*requestBatchPerWorker, s.opts.TriggerMinInterval, s.at())
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("sync.requests.poll_failed", zap.Error(err))
@@ -63,7 +64,7 @@ func (s *Syncer) syncRequested(ctx context.Context, users []string) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if _, err := s.RunCycle(ctx, CycleOptions{UserID: u, Trigger: "request"}); err != nil && ctx.Err() == nil {
+			if _, _, err := s.RunTriggered(ctx, Trigger{UserID: u, Kind: "request", SkipBackoff: true}); err != nil && ctx.Err() == nil {
 				s.log.Error("sync.cycle.failed", zap.String("user_id", u), zap.String("trigger", "request"), zap.Error(err))
 			}
 		}()

@@ -61,6 +61,9 @@ type Options struct {
 	RevisionInterval time.Duration
 	// MaxTaskPages caps the pages of one task listing pass; zero takes MaxTaskPagesDefault.
 	MaxTaskPages int
+	// TriggerMinInterval is the least time between two triggered syncs of one user (RunTriggered);
+	// zero takes TriggerMinIntervalDefault.
+	TriggerMinInterval time.Duration
 }
 
 // RevisionEveryCycle as Options.RevisionInterval re-reads finished tasks on every cycle.
@@ -88,6 +91,7 @@ func (o Options) withDefaults() Options {
 	}
 	def(&o.FailureBackoffBase, FailureBackoffBaseDefault)
 	def(&o.FailureBackoffMax, FailureBackoffMaxDefault)
+	def(&o.TriggerMinInterval, TriggerMinIntervalDefault)
 	if o.MaxBackfillDays <= 0 {
 		o.MaxBackfillDays = MaxBackfillDaysDefault
 	}
@@ -212,8 +216,8 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	return s.endCycle(ctx, log, req, &sum, start, t.claimErr)
 }
 
-// startCycle enrols new profiles and, unless the run is for one user, joins or starts the
-// shared cycle; it returns what the run's claims ask for.
+// startCycle enrols new profiles (a run for one user: only that user) and, unless the run is
+// for one user, joins or starts the shared cycle; it returns what the run's claims ask for.
 func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, error) {
 	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
 	if o.UserID != "" {
@@ -225,7 +229,7 @@ func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions
 			return req, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 		}
 	}
-	enrolled, err := s.st.Enrol(ctx, s.at())
+	enrolled, err := s.st.Enrol(ctx, s.at(), o.UserID)
 	if err != nil {
 		return req, fmt.Errorf("start cycle: %w", err)
 	}
@@ -472,14 +476,14 @@ func (s *Syncer) renew(ctx context.Context, log *zap.Logger, lease *store.Lease,
 // fail records a failed sync in sync_state with its backoff and logs it once.
 func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease, err error, took time.Duration) error {
 	kind, retryAfter := classify(err)
-	backoff := s.backoff(lease.ConsecutiveFailures)
-	if retryAfter > backoff {
-		backoff = retryAfter
-	}
+	// A Retry-After may lengthen the wait, never past FAILURE_BACKOFF_MAX: it is the server's
+	// advice, and one reply must not park a user for a day (or, as an HTTP date, for centuries).
+	backoff := min(max(s.backoff(lease.ConsecutiveFailures), retryAfter), s.opts.FailureBackoffMax)
 	msg := errorText(err)
 	fields := append([]zap.Field{zap.String("error", msg), zap.String("kind", kind),
 		zap.Int("consecutive_failures", lease.ConsecutiveFailures+1)}, failureFields(err)...)
-	next, rerr := s.st.RecordFailure(context.WithoutCancel(ctx), lease, store.Failure{RunID: runID, Error: msg, Kind: kind, Backoff: backoff})
+	// The log keeps the whole text; sync_state, which the user reads, gets userText.
+	next, rerr := s.st.RecordFailure(context.WithoutCancel(ctx), lease, store.Failure{RunID: runID, Error: userText(err, kind, runID), Kind: kind, Backoff: backoff})
 	if rerr != nil && !errors.Is(rerr, store.ErrLeaseLost) {
 		// Give the user back rather than hold its lease until it expires.
 		if relErr := s.st.Release(context.WithoutCancel(ctx), lease); relErr != nil {
@@ -496,7 +500,7 @@ func (s *Syncer) fail(ctx context.Context, log *zap.Logger, runID string, lease 
 }
 
 // backoff grows exponentially with the failures so far, with ±20% jitter so users that failed
-// together do not retry together.
+// together do not retry together; fail clamps the result to FailureBackoffMax.
 func (s *Syncer) backoff(failures int) time.Duration {
 	d := float64(s.opts.FailureBackoffBase) * math.Pow(2, float64(min(failures, 30)))
 	d = min(d, float64(s.opts.FailureBackoffMax))

@@ -34,6 +34,9 @@ type Config struct {
 	HTTPClient     *http.Client // default: a client of its own with dial and TLS timeouts
 	UserAgent      string
 	Observer       Observer // nil: nothing observes requests (see observer.go)
+	// AllowInsecure accepts an http:// BaseURL to a host other than this machine
+	// (UPSTREAM_ALLOW_INSECURE); see CheckTransport.
+	AllowInsecure bool
 }
 
 const (
@@ -61,6 +64,9 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckTransport(u, cfg.AllowInsecure); err != nil {
+		return nil, err
+	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
 
@@ -83,6 +89,9 @@ func New(cfg Config) (*Client, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	if cfg.JWTTTL > JWTTTLMax {
+		return nil, fmt.Errorf("upstream JWT TTL %s is above %s: a leaked token would stay good that long", cfg.JWTTTL, JWTTTLMax)
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.InitialBackoff)
 	if cfg.UserAgent == "" {
@@ -428,8 +437,14 @@ func readLimited(r io.Reader, limit int64) (body []byte, tooLarge bool, err erro
 	return body, false, err
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP date; anything else, or a time in the past,
-// is 0.
+// retryAfterCeiling bounds what a Retry-After can say, in either form: a server's advice, not
+// an order. The client waits at most Config.MaxRetryAfter within a call, and the syncer moves a
+// user's next attempt at most FAILURE_BACKOFF_MAX; this ceiling only keeps the arithmetic sane
+// (an HTTP date in 9999 is some 292 years, past what a time.Duration holds).
+const retryAfterCeiling = 24 * time.Hour
+
+// parseRetryAfter reads delay-seconds or an HTTP date, at most retryAfterCeiling; anything
+// else, or a time in the past, is 0.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -439,10 +454,13 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if secs <= 0 {
 			return 0
 		}
-		// Anything beyond a day is nonsense; keep the multiplication from overflowing.
-		return time.Duration(min(secs, 86400)) * time.Second
+		// Compare before multiplying: the multiplication could overflow.
+		return time.Duration(min(secs, int64(retryAfterCeiling/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		if t.After(now.Add(retryAfterCeiling)) {
+			return retryAfterCeiling
+		}
 		return t.Sub(now)
 	}
 	return 0

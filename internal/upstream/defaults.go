@@ -7,6 +7,8 @@ import "time"
 const (
 	// JWTTTLDefault is the lifetime of a minted user JWT (UPSTREAM_JWT_TTL).
 	JWTTTLDefault = 5 * time.Minute
+	// JWTTTLMax bounds UPSTREAM_JWT_TTL: a minted token that leaks is good for at most this long.
+	JWTTTLMax = 15 * time.Minute
 	// TimeoutDefault bounds one HTTP attempt (UPSTREAM_TIMEOUT).
 	TimeoutDefault = 30 * time.Second
 	// MaxElapsedDefault is the retry budget of one call, waits included

@@ -87,6 +87,9 @@ func TestParseRetryAfter(t *testing.T) {
 		{"Thu, 01 Jan 2026 12:00:07 GMT", 7 * time.Second},
 		{"Thu, 01 Jan 2026 11:00:00 GMT", 0},
 		{"99999999999", 24 * time.Hour},
+		{"86400", 24 * time.Hour},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", 24 * time.Hour},
+		{"Sat, 02 Jan 2026 18:00:00 GMT", 24 * time.Hour},
 	}
 	for _, tt := range tests {
 		if got := parseRetryAfter(tt.in, now); got != tt.want {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/usage-sync/usage-sync/internal/safetext"
 )
@@ -22,6 +23,8 @@ const maxReasons = 16
 // counted and logged together when it ends.
 type rejections struct {
 	log   *zap.Logger
+	event string        // the log line's event: webhook.rejected, webhook.duplicate
+	level zapcore.Level // warn for rejections; info for duplicates, which senders' retries make normal
 	every time.Duration
 	now   func() time.Time
 
@@ -31,8 +34,8 @@ type rejections struct {
 	timer   *time.Timer    // flushes pending at the end of the interval; nil when none waits
 }
 
-func newRejections(log *zap.Logger) *rejections {
-	return &rejections{log: log, every: rejectLogEveryDefault, now: time.Now, pending: map[string]int{}}
+func newRejections(log *zap.Logger, event string, level zapcore.Level) *rejections {
+	return &rejections{log: log, event: event, level: level, every: rejectLogEveryDefault, now: time.Now, pending: map[string]int{}}
 }
 
 func (r *rejections) note(status int, why, taskID string) {
@@ -41,7 +44,7 @@ func (r *rejections) note(status int, why, taskID string) {
 	now := r.now()
 	if len(r.pending) == 0 && now.Sub(r.last) >= r.every {
 		r.last = now
-		r.log.Warn("webhook.rejected", zap.Int("status", status), zap.String("why", why),
+		r.log.Log(r.level, r.event, zap.Int("status", status), zap.String("why", why),
 			zap.String("task_id", safetext.Clean(taskID, safetext.MaxIDDefault)), zap.Int("count", 1))
 		return
 	}
@@ -77,7 +80,7 @@ func (r *rejections) flush() {
 	for _, k := range reasons {
 		fields = append(fields, zap.Int(k, r.pending[k]))
 	}
-	r.log.Warn("webhook.rejected", fields...)
+	r.log.Log(r.level, r.event, fields...)
 	r.pending = map[string]int{}
 	r.last = r.now()
 }

@@ -17,7 +17,7 @@ import (
 func TestRejectionFloodIsAggregated(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.DebugLevel)
-	h := New("secret", &recorder{}, zap.New(core))
+	h := New("secret", &recorder{}, nil, zap.New(core))
 	// A clock that never moves and an interval no run lasts: every rejection falls in the
 	// first interval, whatever the machine's speed, and only the explicit flush ends it.
 	frozen := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)

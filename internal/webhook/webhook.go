@@ -3,6 +3,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -11,10 +12,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/usage-sync/usage-sync/internal/safetext"
 )
@@ -22,30 +25,46 @@ import (
 // Path is where the daemon serves the webhook.
 const Path = "/webhooks/tasks"
 
-// maxBody bounds a delivery; completion events carry a jobs array, so allow a few MiB.
-const maxBody = 8 << 20
+// MaxBodyDefault bounds a delivery's body, enforced while it is read and before the signature
+// is checked: a completion event is a few hundred bytes (its per-email results are read from the
+// API, never from the delivery), so 64 KiB is ample, and 50 held connections cost 3 MiB.
+const MaxBodyDefault = 64 << 10
 
 // Trigger queues a sync of one user; it reports false when the delivery had to be dropped.
 type Trigger interface {
 	Trigger(userID string) bool
 }
 
-// Handler verifies and decodes deliveries and triggers syncs. Deliveries may repeat and the
-// signature carries no timestamp, so nothing is taken from the payload but the user to sync:
-// the sync reads the task from the API, and a replay at worst syncs the user once more.
-type Handler struct {
-	secret   []byte
-	trig     Trigger
-	log      *zap.Logger
-	rejected *rejections
+// Users says whether a user exists (profiles); *store.Store implements it.
+type Users interface {
+	HasUser(ctx context.Context, user string) (bool, error)
 }
 
-// New returns a Handler. With an empty secret every delivery is accepted unsigned.
-func New(secret string, trig Trigger, log *zap.Logger) *Handler {
+// Handler verifies and decodes deliveries and triggers syncs. Deliveries may repeat and the
+// signature carries no timestamp, so nothing is taken from the payload but the user to sync:
+// the sync reads the task from the API. A delivery already acted on (same user, task and
+// stats) is acknowledged without a sync, and the syncer lets no trigger sync one user more than
+// once per TRIGGER_MIN_INTERVAL, so a replay costs nothing.
+type Handler struct {
+	secret     []byte
+	trig       Trigger
+	users      Users // nil: every user is taken as known (tests)
+	log        *zap.Logger
+	rejected   *rejections // rejected deliveries, logged in aggregate
+	duplicates *rejections // deliveries already acted on, logged in aggregate
+	acted      *recent
+}
+
+// New returns a Handler. With an empty secret every delivery is accepted unsigned (the
+// configuration allows that only on a loopback WEBHOOK_ADDR). users may be nil.
+func New(secret string, trig Trigger, users Users, log *zap.Logger) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Handler{secret: []byte(secret), trig: trig, log: log, rejected: newRejections(log)}
+	return &Handler{secret: []byte(secret), trig: trig, users: users, log: log,
+		rejected:   newRejections(log, "webhook.rejected", zapcore.WarnLevel),
+		duplicates: newRejections(log, "webhook.duplicate", zapcore.InfoLevel),
+		acted:      newRecent(rememberedDefault)}
 }
 
 type delivery struct {
@@ -64,11 +83,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, http.StatusMethodNotAllowed, "use POST", "")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	// The cap applies while reading: a larger body is cut off at MaxBodyDefault, not buffered
+	// whole, and the connection is closed after the answer.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyDefault))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.reply(w, http.StatusRequestEntityTooLarge, "body over 8 MiB", "")
+			h.reply(w, http.StatusRequestEntityTooLarge, "body over 64 KiB", "")
 			return
 		}
 		h.reply(w, http.StatusBadRequest, "unreadable body", "")
@@ -94,14 +115,54 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := strings.ToLower(d.Data.UserID)
+	key := deliveryKey(user, d.TaskID, d.Data.Stats)
+	if !h.acted.add(key) {
+		h.duplicates.note(http.StatusAccepted, "already acted on", d.TaskID)
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "duplicate"})
+		return
+	}
+	if h.users != nil {
+		known, err := h.users.HasUser(r.Context(), user)
+		if err != nil || !known {
+			h.acted.remove(key) // not acted on: a later delivery may be
+			if err != nil {
+				h.log.Debug("webhook.lookup_failed", zap.Error(err))
+				h.reply(w, http.StatusServiceUnavailable, "cannot look the user up now; retry later", d.TaskID)
+				return
+			}
+			h.reply(w, http.StatusNotFound, "unknown user", d.TaskID)
+			return
+		}
+	}
 	if !h.trig.Trigger(user) {
-		h.log.Warn("webhook.dropped", zap.String("user_id", user), zap.String("task_id", d.TaskID),
-			zap.String("why", "the sync queue is full; the next scheduled cycle reads the task"))
+		// Acknowledged all the same: the next scheduled cycle reads the task, and a retry
+		// would only add to the load that filled the queue.
+		h.acted.remove(key)
+		h.rejected.note(http.StatusAccepted, "dropped: the sync queue is full; the next scheduled cycle reads the task", d.TaskID)
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "dropped"})
 		return
 	}
 	h.log.Info("webhook.received", zap.String("user_id", user), zap.String("task_id", d.TaskID))
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "queued"})
+}
+
+// deliveryKey identifies what a delivery says: its user, task and stats (white space
+// compacted, so a re-indented body is the same delivery). The same task in another state (more
+// emails done) is a new delivery.
+func deliveryKey(user, taskID string, stats json.RawMessage) [sha256.Size]byte {
+	var compact bytes.Buffer
+	if json.Compact(&compact, stats) != nil {
+		compact.Reset()
+		compact.Write(stats)
+	}
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(user), []byte(taskID), compact.Bytes()} {
+		h.Write([]byte(strconv.Itoa(len(part)) + ":"))
+		h.Write(part)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
 }
 
 func (h *Handler) signed(header string, body []byte) bool {

@@ -70,7 +70,7 @@ func TestHandler(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			rec := &recorder{full: c.full}
-			srv := httptest.NewServer(New(c.secret, rec, nil))
+			srv := httptest.NewServer(New(c.secret, rec, nil, nil))
 			defer srv.Close()
 			req, _ := http.NewRequest(c.method, srv.URL+Path, strings.NewReader(c.body))
 			if c.sig != "" {
