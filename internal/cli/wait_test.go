@@ -19,13 +19,7 @@ func TestDaemonWaitsForItsDatabase(t *testing.T) {
 	stop := daemon(t, env(viaProxy, "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "@every 1s"), &stderr)
 	base := opsAddr(t, &stderr)
 	wait(t, stderr.when(`"event":"daemon.database_wait","attempt":1`), "the first failed attempt", &stderr)
-	expect := func(path string, code int, body string) {
-		t.Helper()
-		got, b := get(t, base+path)
-		if got != code || !strings.Contains(b, body) {
-			t.Fatalf("GET %s = %d %q, want %d with %q", path, got, b, code, body)
-		}
-	}
+	expect := func(path string, code int, body string) { t.Helper(); expectGet(t, base+path, code, body) }
 	expect("/livez", 200, "ok")
 	expect("/readyz", 503, "not ready: database unreachable")
 	expect("/metrics", 200, "\nusage_sync_database_up 0\n")

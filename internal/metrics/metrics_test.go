@@ -44,15 +44,7 @@ func (s scrape) sum(name string, match ...string) float64 {
 	}
 	var total float64
 	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		ok := true
-		for i := 0; i+1 < len(match); i += 2 {
-			ok = ok && labels[match[i]] == match[i+1]
-		}
-		if !ok {
+		if !matches(m, match...) {
 			continue
 		}
 		switch {
@@ -65,6 +57,20 @@ func (s scrape) sum(name string, match ...string) float64 {
 		}
 	}
 	return total
+}
+
+// matches reports whether m's labels include every name, value pair of match.
+func matches(m *dto.Metric, match ...string) bool {
+	labels := map[string]string{}
+	for _, l := range m.GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	for i := 0; i+1 < len(match); i += 2 {
+		if labels[match[i]] != match[i+1] {
+			return false
+		}
+	}
+	return true
 }
 
 func q(t *testing.T, db *pgxpool.Pool, sql string, args ...any) float64 {
@@ -281,15 +287,7 @@ func TestSeriesAtZeroFromStart(t *testing.T) {
 			t.Errorf("%s%v = %v, want a series at 0", name, match, v)
 		}
 		for _, m := range s[name].GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			ok := true
-			for i := 0; i+1 < len(match); i += 2 {
-				ok = ok && labels[match[i]] == match[i+1]
-			}
-			if ok {
+			if matches(m, match...) {
 				return
 			}
 		}
