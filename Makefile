@@ -12,7 +12,7 @@ LDFLAGS := -s -w -X $(PKG)/internal/cli.version=$(VERSION) -X $(PKG)/internal/cl
 # eval "$$(...)": that would swallow the script's failure.)
 WITH_PG := pg=$$(scripts/pg.sh) && eval "$$pg" && echo "TEST_DATABASE_URL=$$TEST_DATABASE_URL"
 
-.PHONY: help build test bench bench-scale demo lint migrate clean
+.PHONY: help build test bench bench-scale demo lint migrate image image-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -20,9 +20,10 @@ help: ## list the targets
 build: ## build bin/usage-sync and bin/upstream-sim (version from git describe)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/usage-sync ./cmd/upstream-sim
 
-test: ## go vet and the race-enabled tests against a real PostgreSQL (started if needed), deploy/ included
+test: ## go vet and the race-enabled tests against a real PostgreSQL (started if needed), deploy/ included, then image-test
 	@$(WITH_PG) && set -x && $(GO) vet ./... && $(GO) test -race -count=1 ./... \
 	  && cd deploy && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	@$(MAKE) --no-print-directory image-test
 
 bench: ## benchmarks against a real PostgreSQL (started if needed), except the scale scenarios
 	@$(WITH_PG) && set -x && $(GO) test -run '^$$' -bench . -skip '^BenchmarkScale' -benchmem ./...
@@ -53,6 +54,15 @@ lint: ## gofmt, go vet, staticcheck (fetched through the module proxy on first u
 migrate: build ## apply the schema to DATABASE_URL
 	@[ -n "$${DATABASE_URL:-}" ] || { echo "set DATABASE_URL to the database to migrate"; exit 2; }
 	bin/usage-sync migrate
+
+# IMAGE names the worker image (the simulator's is $(IMAGE)-upstream-sim); ENGINE=docker|buildah
+# forces the engine. See docs/operations.md, "The container image".
+IMAGE ?= usage-sync
+image: ## build deploy/Dockerfile's two images (worker, upstream-sim) with docker if an engine answers, else buildah
+	IMAGE='$(IMAGE)' VERSION='$(VERSION)' COMMIT='$(COMMIT)' scripts/image.sh
+
+image-test: ## build both images with buildah (stand-in bases if the registries are out of reach) and run them against a fresh database
+	@$(WITH_PG) && IMAGE='$(IMAGE)' VERSION='$(VERSION)' COMMIT='$(COMMIT)' GO='$(GO)' scripts/image-test.sh
 
 clean: ## remove bin/ and .tmp/ (stopping the throwaway PostgreSQL first)
 	scripts/pg.sh stop

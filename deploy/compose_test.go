@@ -36,10 +36,10 @@ type composeBuild struct {
 	Target     string `json:"target"`
 }
 
-// compose.yaml cannot be run here (no container engine), so it is checked as far as it can be:
-// its shape, the worker's variables, the files it mounts, the seeded users, and Prometheus's
-// configuration through promtool.
-func TestComposeFile(t *testing.T) {
+// loadCompose decodes compose.yaml strictly (an unknown field, e.g. an entrypoint or user
+// override this test does not know, fails).
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
 	raw, err := os.ReadFile("compose.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +48,14 @@ func TestComposeFile(t *testing.T) {
 	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
 		t.Fatalf("compose.yaml: %v", err)
 	}
+	return c
+}
+
+// compose.yaml is not run here (no compose runtime; the images it builds are run by
+// image_test.go), so it is checked as far as it can be: its shape, the worker's variables, the
+// files it mounts, the seeded users, and Prometheus's configuration through promtool.
+func TestComposeFile(t *testing.T) {
+	c := loadCompose(t)
 	known := exampleEnv(t)
 	for name, s := range c.Services {
 		for dep := range s.DependsOn {

@@ -19,6 +19,7 @@ type dbSource struct{}
 func (dbSource) OldestSuccessAge(context.Context) (float64, bool, error) { return 1, true, nil }
 func (dbSource) UsersEnrolled(context.Context) (float64, bool, error)    { return 4, true, nil }
 func (dbSource) UsersInError(context.Context) (float64, bool, error)     { return 1, true, nil }
+func (dbSource) PausedUsers(context.Context) (int64, error)              { return 0, nil }
 
 // exposed is every metric name the binary serves (histogram series names included).
 func exposed(t *testing.T) map[string]bool {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,9 +44,15 @@ func run() error {
 	flag.IntVar(&cfg.RateLimitEvery, "rate-limit-every", 0, "answer every Nth request with 429 (0 = never)")
 	flag.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "Retry-After of the 429s")
 	printUsers := flag.Bool("print-users", false, "print the user ids, one per line, and exit")
+	refuse := flag.String("refuse", "", "comma-separated user ids answered 401 on every request (a user whose sync always fails)")
 	flag.Parse()
 
 	sim := simulator.New(cfg)
+	for _, u := range strings.Split(*refuse, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			sim.SetFault(u, simulator.Fault{Status: http.StatusUnauthorized})
+		}
+	}
 	if *printUsers {
 		for _, id := range sim.Users() {
 			fmt.Println(id)

@@ -86,6 +86,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return writeHelp(stdout)
 	case "report":
 		return runReport(ctx, args[1:], getenv, stdout, stderr)
+	case "pause":
+		return runPause(ctx, args[1:], getenv, stdout, stderr)
+	case "resume":
+		return runResume(ctx, args[1:], getenv, stdout, stderr)
 	default:
 		return runSync(ctx, args, getenv, stdout, stderr)
 	}
@@ -135,7 +139,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "unknown command %q: the commands are migrate and help", fs.Arg(0))
+		return usageError(stderr, "unknown command %q: the commands are migrate, report, pause, resume and help", fs.Arg(0))
 	}
 	userSet := false
 	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
@@ -308,6 +312,10 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	for _, v := range applied {
 		fmt.Fprintf(stdout, "applied migration %s\n", v)
 	}
+	var exposed *store.ExposedError
+	if errors.As(err, &exposed) {
+		return app.failExposed(exposed)
+	}
 	if err != nil {
 		return app.fail(ExitRuntime, "migrate", fmt.Errorf("migrate: %w", err))
 	}
@@ -368,9 +376,10 @@ func startWith(ctx context.Context, getenv func(string) string, mode config.Mode
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
 	st, err := open(a.startupCtx, cfg.DatabaseURL, store.Options{
-		MaxConns: int32(cfg.PoolSize()),
-		PoolMode: cfg.DBPoolMode,
-		Logger:   log,
+		MaxConns:     int32(cfg.PoolSize()),
+		PoolMode:     cfg.DBPoolMode,
+		Logger:       log,
+		AllowExposed: cfg.MigrateAllowExposed,
 	})
 	if errors.Is(err, store.ErrBadDSN) {
 		a.stopStartup()
@@ -398,6 +407,18 @@ func (a *app) fail(code int, stage string, err error) error {
 		}
 	}
 	return &ExitError{Code: code, Err: err, Reported: true}
+}
+
+// failExposed reports migrate's exposure check in full, one line per exposure (fail would cut
+// the list to one line of safetext.MaxDefault).
+func (a *app) failExposed(e *store.ExposedError) error {
+	a.log.Error("run.failed", zap.String("stage", "migrate"), zap.Int("exit_code", ExitRuntime), zap.Error(e))
+	fmt.Fprintf(a.stderr, "usage-sync: migrate stopped before changing anything: the dashboard's tables are exposed to the API roles (%d):\n", len(e.Exposures))
+	for _, x := range e.Exposures {
+		fmt.Fprintf(a.stderr, "  %s\n", safetext.Clean(x.String(), 4*safetext.MaxDefault))
+	}
+	fmt.Fprintf(a.stderr, "usage-sync: run each fix as the tables' owner (or enable row level security with own-row policies where the dashboard needs the access) and migrate again; MIGRATE_ALLOW_EXPOSED=true migrates anyway (docs/supabase.md)\n")
+	return &ExitError{Code: ExitRuntime, Err: fmt.Errorf("migrate: %w", e), Reported: true}
 }
 
 func (a *app) close() {

@@ -12,6 +12,8 @@ const shortUsage = `Usage:
   usage-sync --once [--all | --user UUID]  run one sync cycle and exit
   usage-sync migrate                       apply the database schema and exit
   usage-sync report --user UUID [--days N] usage, charges and shortfall per UTC day
+  usage-sync pause --user UUID --reason TEXT [--by NAME]  stop syncing and charging a user
+  usage-sync resume --user UUID            end a pause; the next sync catches up
   usage-sync help | --help | --version
 Run "usage-sync --help" for details and the environment variables.
 `
@@ -41,11 +43,23 @@ Usage:
       stderr and exit.
   usage-sync migrate
       Apply the database schema (needs only DATABASE_URL), print what was applied and exit.
+      It first checks the dashboard's tables for access the API roles (anon, authenticated)
+      have around row-level security, and stops, changing nothing, naming each exposure and
+      the SQL that closes it (exit 3; MIGRATE_ALLOW_EXPOSED=true proceeds with a warning
+      each). It ends by taking back from the API roles every right on the worker's tables,
+      sequences and functions but select of their own rows and request_sync().
   usage-sync report --user UUID [--days 14]
       Print, per UTC day, the user's requests by key and by the per-purpose totals, the
       requests no listed key accounts for (keys revoked before a listing showed them), the
       billable emails of finished tasks, and what was charged, debited, short and shadow-charged.
       Read-only; needs only DATABASE_URL.
+  usage-sync pause --user UUID --reason TEXT [--by NAME]
+      Stop syncing and charging the user (a billing dispute, a support hold) until resume:
+      sync_state.status 'paused' with the reason, who and when. Safe beside the daemon.
+      "usage-sync pause --help" has the details and its exit codes.
+  usage-sync resume --user UUID
+      End the pause; the next sync catches up everything since. Exit 1 when the user is not
+      paused. "usage-sync resume --help" has the details.
   usage-sync help | --help | -h
       Show this help.
   usage-sync --version
@@ -57,11 +71,16 @@ Flags:
   --user UUID   with --once: sync only this user, ignoring its backoff
 
 Exit codes:
-  0  done (--once: every user synced or was leased by another worker; daemon: stopped by a signal)
-  1  --once: some user failed, or was abandoned at shutdown (see the summary line)
+  0  done (--once: every user the run was responsible for synced; users a live worker held
+     or an operator paused are named in the summary as skipped or paused; daemon: stopped by
+     a signal)
+  1  --once: some user failed, or was abandoned at shutdown (see the summary line); a run
+     after an interrupted one attempts every user again, so a failure is never hidden
+     (resume: the user is not paused)
   2  usage or configuration error
   3  runtime error: --once, migrate, report: database unreachable, schema outdated (run
-     usage-sync migrate); any command: upstream client misconfigured
+     usage-sync migrate); any command: upstream client misconfigured; migrate stopped on
+     exposed dashboard tables
 
 Signals: SIGINT or SIGTERM stops gracefully (users in flight finish or are abandoned and
 retried later); a second one exits at once with code 130.

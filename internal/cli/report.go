@@ -57,10 +57,10 @@ func runReport(ctx context.Context, args []string, getenv func(string) string, s
 		return a.fail(ExitRuntime, "report", err)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "day\tkey requests\tpurpose total\tunattributed\ttask emails\tcharged\tdebited\tshortfall\tshadow\t")
+	fmt.Fprintln(w, "day\tkey requests\tpurpose total\tunlisted\ttask emails\tcharged\tdebited\tshortfall\tshadow\t")
 	var tot [8]int64
 	for _, r := range fromFirstData(rows) {
-		v := [8]int64{r.KeyRequests, r.PurposeRequests, r.Unattributed, r.TaskEmails, r.Charged, r.Debited, r.Shortfall, r.ShadowCharged}
+		v := [8]int64{r.KeyRequests, r.PurposeRequests, r.Unlisted, r.TaskEmails, r.Charged, r.Debited, r.Shortfall, r.ShadowCharged}
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", r.Day.Format(time.DateOnly), v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7])
 		for i := range v {
 			tot[i] += v[i]

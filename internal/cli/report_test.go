@@ -19,11 +19,16 @@ func TestReport(t *testing.T) {
 	pgtest.Exec(t, dsn, `
 		insert into profiles (user_id) values ('`+u+`');
 		insert into user_credits (user_id, credits_remaining) values ('`+u+`', 0);
+		insert into usage_sync.key_days (user_id, key_id, purpose, count, day) values
+		  ('`+u+`', 'k1', 'zapier', 12, '`+today+` 00:00Z');
+		insert into usage_sync.purpose_days (user_id, purpose, count, day) values
+		  ('`+u+`', 'zapier', 15, '`+today+` 00:00Z');
+		-- The mirror is not what the report reads: a row someone wrote there changes nothing.
 		insert into api_usage (user_id, api_key_id, purpose, count, period_start, period_end, origin) values
-		  ('`+u+`', 'k1', 'zapier', 12, '`+today+`', '`+today+`'::date + 1, 'usage-sync'),
-		  ('`+u+`', null, 'zapier', 15, '`+today+`', '`+today+`'::date + 1, 'usage-sync');
+		  ('`+u+`', 'k1', 'zapier', 99999, '`+today+`', '`+today+`'::date + 1, 'usage-sync');
 		insert into credit_ledger (user_id, source, source_id, subject, amount, debited, credits_after, meta) values
-		  ('`+u+`', 'key_requests', 'k1/`+today+`/12', 'k1/`+today+`', 12, 10, 0, '{"key_id": "k1", "day": "`+today+`"}');`)
+		  ('`+u+`', 'key_requests', 'k1/`+today+`/12', 'k1/`+today+`', 12, 10, 0, '{"key_id": "k1", "day": "`+today+`"}'),
+		  ('`+u+`', 'unlisted_requests', 'zapier/`+today+`/15', 'zapier/`+today+`', 3, 0, 0, '{"purpose": "zapier", "day": "`+today+`"}');`)
 	r := run(t, env(dsn), "report", "--user", u, "--days", "2")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -33,8 +38,8 @@ func TestReport(t *testing.T) {
 	if len(lines) != 4 {
 		t.Fatalf("want header, today, total and balance; got:\n%s", r.stdout)
 	}
-	// today: 12 by key, 15 by purpose, 3 unattributed, 12 charged, 10 debited, 2 short.
-	if f := strings.Fields(lines[1]); strings.Join(f, " ") != today+" 12 15 3 0 12 10 2 0" {
+	// today: 12 by key, 15 by purpose, 3 charged as unlisted, 15 charged, 10 debited, 5 short.
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != today+" 12 15 3 0 15 10 5 0" {
 		t.Fatalf("today's row = %q", lines[1])
 	}
 	if lines[3] != "credits_remaining 0" {

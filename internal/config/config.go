@@ -38,6 +38,8 @@ type Config struct {
 	DBMaxConns  int    `envconfig:"DB_MAX_CONNS" desc:"connection pool size; empty: 2 x SYNC_CONCURRENCY + 2, enough for SYNC_CONCURRENCY; when set, at least SYNC_CONCURRENCY + 1"`
 	DBPoolMode  string `envconfig:"DB_POOL_MODE" desc:"auto, session or transaction; auto picks transaction on port 6543 (Supabase's transaction pooler)"`
 
+	MigrateAllowExposed bool `envconfig:"MIGRATE_ALLOW_EXPOSED" desc:"migrate proceeds although the dashboard's tables are exposed to the API roles (anon, authenticated), logging a warning per exposure; false: it stops, changing nothing, and names each exposure with the SQL that closes it"`
+
 	UpstreamBaseURL       string        `envconfig:"UPSTREAM_BASE_URL" desc:"Email Verification API base URL, usually ending in /api/v1 (required to sync)"`
 	UpstreamAdminToken    string        `envconfig:"UPSTREAM_ADMIN_TOKEN" secret:"true" desc:"admin token: call the API for every user with user_id= (this or SUPABASE_JWT_SECRET is required to sync)"`
 	SupabaseJWTSecret     string        `envconfig:"SUPABASE_JWT_SECRET" secret:"true" desc:"used when UPSTREAM_ADMIN_TOKEN is empty: mint a short-lived user JWT per user"`
@@ -63,7 +65,7 @@ type Config struct {
 	RevisionInterval time.Duration `envconfig:"REVISION_INTERVAL" desc:"finished tasks are re-read for revisions at most this often per user; 0: every cycle"`
 
 	ChargeEnabled bool       `envconfig:"CHARGE_ENABLED" desc:"debit user_credits; false is shadow mode (ledger rows prefixed shadow:, balances untouched)"`
-	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's enrolment"`
+	ChargeFrom    *time.Time `envconfig:"CHARGE_FROM" desc:"RFC 3339 instant usage is charged from, fractional seconds kept; empty: each user's go-live (the later of its enrolment and its first take by a live worker)"`
 
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" desc:"host:port the daemon accepts task-completion webhooks on (POST /webhooks/tasks); empty: no webhook listener"`
 	WebhookSecret string `envconfig:"WEBHOOK_SECRET" secret:"true" desc:"HMAC-SHA256 secret the upstream signs webhooks with (X-Webhook-Signature); required unless WEBHOOK_ADDR is loopback (127.0.0.1, ::1, localhost), where empty accepts unsigned deliveries"`

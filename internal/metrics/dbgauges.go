@@ -17,10 +17,13 @@ var (
 		"Seconds since the least recently synced user of profiles last synced successfully (since its enrolment if it never did), read from the database at scrape time; while the database does not answer, the last reading plus the time since. Absent before the first reading and while no user is enrolled.",
 		nil, nil)
 	usersEnrolledDesc = prometheus.NewDesc("usage_sync_users_enrolled",
-		"Users of profiles the worker has enrolled, read from the database at scrape time (the last reading while the database does not answer).",
+		"Users of profiles the worker has enrolled and syncs (paused users left out), read from the database at scrape time (the last reading while the database does not answer).",
 		nil, nil)
 	usersInErrorDesc = prometheus.NewDesc("usage_sync_users_in_error",
 		"Users of profiles whose last sync failed (sync_state.status = 'error'), read from the database at scrape time (the last reading while the database does not answer).",
+		nil, nil)
+	usersPausedDesc = prometheus.NewDesc("usage_sync_users_paused",
+		"Users of profiles whose sync an operator paused (usage-sync pause): not synced, not charged, and left out of usage_sync_oldest_success_age_seconds and usage_sync_users_enrolled; read from the database at scrape time (the last reading while it does not answer).",
 		nil, nil)
 	databaseUpDesc = prometheus.NewDesc("usage_sync_database_up",
 		"1 when this scrape read the database-backed gauges, 0 when the database did not answer within the scrape's bound: the worker cannot read its database.",
@@ -33,6 +36,10 @@ func dbGauges(src Source) []*dbGauge {
 		{desc: oldestAgeDesc, read: src.OldestSuccessAge, ages: true},
 		{desc: usersEnrolledDesc, read: src.UsersEnrolled},
 		{desc: usersInErrorDesc, read: src.UsersInError},
+		{desc: usersPausedDesc, read: func(ctx context.Context) (float64, bool, error) {
+			n, err := src.PausedUsers(ctx)
+			return float64(n), err == nil, err
+		}},
 	}
 }
 

@@ -25,6 +25,7 @@ type Source interface {
 	OldestSuccessAge(ctx context.Context) (seconds float64, ok bool, err error)
 	UsersEnrolled(ctx context.Context) (n float64, ok bool, err error)
 	UsersInError(ctx context.Context) (n float64, ok bool, err error)
+	PausedUsers(ctx context.Context) (int64, error)
 }
 
 // Metrics is one process's collectors. It observes the syncer (syncer.Observer) and the upstream

@@ -397,6 +397,10 @@ func (h hungSource) read(ctx context.Context) (float64, bool, error) {
 func (h hungSource) OldestSuccessAge(ctx context.Context) (float64, bool, error) { return h.read(ctx) }
 func (h hungSource) UsersEnrolled(ctx context.Context) (float64, bool, error)    { return h.read(ctx) }
 func (h hungSource) UsersInError(ctx context.Context) (float64, bool, error)     { return h.read(ctx) }
+func (h hungSource) PausedUsers(ctx context.Context) (int64, error) {
+	_, _, err := h.read(ctx)
+	return 0, err
+}
 
 // A scrape that comes while another's database read hangs does not queue behind it: it answers
 // at once with the held values, so concurrent scrapes never add up their waits.

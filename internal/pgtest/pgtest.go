@@ -40,7 +40,22 @@ type Flavor string
 const (
 	Plain    Flavor = "plain"    // an empty database
 	Supabase Flavor = "supabase" // Supabase's roles and auth.uid() (testdata/supabase-auth.sql)
+	// SupabaseProject is a database shaped like a real Supabase project: Supabase's roles and
+	// auth.uid(), the database owned by the demoted, non-superuser postgres role
+	// (testdata/supabase-postgres-role.sql, named ProjectOwner here because the test server's own
+	// superuser is called postgres), and the default privileges that give the API roles ALL on
+	// whatever that role creates in schema public (testdata/supabase-defaults.sql). Migrations run
+	// as ProjectOwner. The URLs handed out are still the superuser's, for seeding and inspecting;
+	// AsRole gives one that logs in as ProjectOwner.
+	SupabaseProject Flavor = "sbproject"
 )
+
+// ProjectOwner is testdata/supabase-postgres-role.sql's stand-in for Supabase's demoted postgres.
+const ProjectOwner = "supabase_postgres"
+
+// fixturesLock serialises the fixtures that create cluster-wide roles and grant role
+// memberships: two sessions doing that at once can fail with "tuple concurrently updated".
+const fixturesLock = 7532
 
 // Testdata returns the contents of testdata/<name> at the module root.
 func Testdata(t testing.TB, name string) string {
@@ -49,6 +64,17 @@ func Testdata(t testing.TB, name string) string {
 	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "testdata", name))
 	if err != nil {
 		t.Fatalf("read testdata: %v", err)
+	}
+	return string(b)
+}
+
+// storeSource returns the contents of internal/store/<name>, next to this package.
+func storeSource(t testing.TB, name string) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "store", name))
+	if err != nil {
+		t.Fatalf("read the store's source for the template key: %v", err)
 	}
 	return string(b)
 }
@@ -97,10 +123,53 @@ func EmptyDB(t testing.TB, flavor Flavor) string {
 	}
 	dsn := urlFor(t, name)
 	t.Cleanup(func() { dropDB(t, name) })
-	if flavor == Supabase {
+	prepare(t, admin, name, flavor)
+	return dsn
+}
+
+// prepare applies flavor's fixtures to the fresh database name.
+func prepare(t testing.TB, admin *pgx.Conn, name string, flavor Flavor) {
+	t.Helper()
+	ctx := context.Background()
+	dsn := urlFor(t, name)
+	switch flavor {
+	case Supabase:
 		Exec(t, dsn, Testdata(t, "supabase-auth.sql"))
+	case SupabaseProject:
+		if _, err := admin.Exec(ctx, `select pg_advisory_lock($1)`, fixturesLock); err != nil {
+			t.Fatalf("lock: %v", err)
+		}
+		defer func() { _, _ = admin.Exec(ctx, `select pg_advisory_unlock($1)`, fixturesLock) }()
+		// The role file grants on schema auth, so it follows supabase-auth.sql; the database can
+		// be handed to the role only once the role exists. Schema public belongs to
+		// pg_database_owner (PostgreSQL 15), so it follows the database to ProjectOwner.
+		Exec(t, dsn, Testdata(t, "supabase-auth.sql"))
+		Exec(t, dsn, Testdata(t, "supabase-postgres-role.sql"))
+		if _, err := admin.Exec(ctx, fmt.Sprintf("alter database %s owner to %s", name, ProjectOwner)); err != nil {
+			t.Fatalf("hand the test database to %s: %v", ProjectOwner, err)
+		}
+		// Default privileges belong to the role that creates the objects: set them as it.
+		Exec(t, AsRole(t, dsn, ProjectOwner), Testdata(t, "supabase-defaults.sql"))
+	}
+}
+
+// migrator is the URL migrations run through on a database of flavor.
+func migrator(t testing.TB, dsn string, flavor Flavor) string {
+	if flavor == SupabaseProject {
+		return AsRole(t, dsn, ProjectOwner)
 	}
 	return dsn
+}
+
+// AsRole returns dsn logging in as role instead (without a password: the test server trusts
+// local connections).
+func AsRole(t testing.TB, dsn, role string) string {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatalf("parse %s: %v", store.Describe(dsn), err)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", role, cfg.Host, cfg.Port, cfg.Database)
 }
 
 // Exec runs sql (several statements allowed) on the database at dsn.
@@ -126,18 +195,23 @@ func MigratedDB(t testing.TB, flavor Flavor) string {
 	admin := adminConn(t)
 	defer admin.Close(ctx)
 	name := randomName("usagesync_t_")
-	if _, err := admin.Exec(ctx, fmt.Sprintf("create database %s template %s strategy file_copy", name, tmpl)); err != nil {
+	owner := ""
+	if flavor == SupabaseProject {
+		owner = " owner " + ProjectOwner // a clone belongs to whoever creates it
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("create database %s%s template %s strategy file_copy", name, owner, tmpl)); err != nil {
 		t.Fatalf("clone template %s: %v", tmpl, err)
 	}
 	t.Cleanup(func() { dropDB(t, name) })
 	return urlFor(t, name)
 }
 
-// Open returns a store on a fresh migrated database, closed when the test ends.
+// Open returns a store on a fresh migrated database, closed when the test ends. The store logs
+// in as the role that migrated the database (ProjectOwner for SupabaseProject).
 func Open(t testing.TB, flavor Flavor) (*store.Store, string) {
 	t.Helper()
 	dsn := MigratedDB(t, flavor)
-	st, err := store.Open(context.Background(), dsn, store.Options{MaxConns: 10})
+	st, err := store.Open(context.Background(), migrator(t, dsn, flavor), store.Options{MaxConns: 10})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -191,11 +265,8 @@ func ensureTemplate(t testing.TB, flavor Flavor) string {
 	if _, err := admin.Exec(ctx, "create database "+building); err != nil {
 		t.Fatalf("create template: %v", err)
 	}
-	dsn := urlFor(t, building)
-	if flavor == Supabase {
-		Exec(t, dsn, Testdata(t, "supabase-auth.sql"))
-	}
-	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 2})
+	prepare(t, admin, building, flavor)
+	st, err := store.Open(ctx, migrator(t, urlFor(t, building), flavor), store.Options{MaxConns: 2})
 	if err != nil {
 		t.Fatalf("open template: %v", err)
 	}
@@ -210,11 +281,23 @@ func ensureTemplate(t testing.TB, flavor Flavor) string {
 	return name
 }
 
-// templateHash changes whenever what a template holds would change.
+// templateHash changes whenever what a template holds would change: the flavor's fixtures, the
+// migrations, and the privilege step Migrate runs after them.
 func templateHash(t testing.TB, flavor Flavor) string {
 	h := sha256.New()
-	if flavor == Supabase {
+	// Migrate sets privileges after the migrations' SQL: its code is part of what a template holds.
+	for _, f := range []string{"migrate.go", "privileges.go"} {
+		h.Write([]byte(f))
+		h.Write([]byte(storeSource(t, f)))
+	}
+	switch flavor {
+	case Supabase:
 		h.Write([]byte(Testdata(t, "supabase-auth.sql")))
+	case SupabaseProject:
+		for _, f := range []string{"supabase-auth.sql", "supabase-postgres-role.sql", "supabase-defaults.sql"} {
+			h.Write([]byte(f))
+			h.Write([]byte(Testdata(t, f)))
+		}
 	}
 	err := fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,13 +53,16 @@ type TaskRow struct {
 // Plan is everything one sync of one user writes, applied atomically by Apply: the output of
 // the syncer's pure buildPlan.
 type Plan struct {
-	RunID          string
-	Keys           []KeyRow // the complete lifetime listing: listed keys absent from it are revoked
-	Usage          []UsageRow
-	ZeroUsage      []KeyDay // rows known to be 0 now (key unused since before the day)
-	PurposeUsage   []PurposeRow
-	Tasks          []TaskRow
-	Charges        []Charge
+	RunID        string
+	Keys         []KeyRow // the complete lifetime listing: listed keys absent from it are revoked
+	Usage        []UsageRow
+	ZeroUsage    []KeyDay // rows known to be 0 now (key unused since before the day)
+	PurposeUsage []PurposeRow
+	Tasks        []TaskRow
+	Charges      []Charge
+	// Unlisted are the (purpose, day) observations of settled days, charged after Charges in
+	// the same transaction so that what they count as charged includes this plan's key charges.
+	Unlisted       []Charge
 	Shadow         bool
 	SettledThrough *time.Time
 	BlockedKeys    map[string]string // key id → why its charges are halted; non-empty → degraded
@@ -172,7 +177,12 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 		if out.Charge, err = chargeTx(ctx, tx, u.Charges, u.Shadow); err != nil {
 			return err
 		}
-		out.Status, err = recordSuccess(ctx, tx, l, u)
+		unlisted, err := chargeTx(ctx, tx, u.Unlisted, u.Shadow)
+		if err != nil {
+			return err
+		}
+		out.Charge.add(unlisted)
+		out.Status, err = recordSuccess(ctx, tx, l, u, unlistedInconsistent(unlisted))
 		return err
 	})
 	if err != nil {
@@ -185,12 +195,13 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 // blocked), the settled mark, the task watermarks, and the lease released. The task watermarks
 // are derived here, from rows a complete pass has just brought up to date, and stored: the next
 // pass starts from them, never from rows a chunk of a pass that crashed may have written.
-func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan) (status string, err error) {
+func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[string]string) (status string, err error) {
 	status, lastError := "ok", ""
-	blocked := u.BlockedKeys
+	blocked := maps.Clone(u.BlockedKeys)
 	if blocked == nil {
 		blocked = map[string]string{}
 	}
+	maps.Copy(blocked, more)
 	if len(blocked) > 0 {
 		status = "degraded"
 		lastError = fmt.Sprintf("charging halted for %d key(s): %s", len(blocked), firstReason(blocked))
@@ -206,7 +217,7 @@ func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan) (status st
 			                max(created_at)) as wm,
 			       coalesce(min(created_at) filter (where status in ('pending', 'processing')),
 			                max(created_at)) as wm_open
-			from tasks where user_id = @user
+			from usage_sync.tasks where user_id = @user
 		)
 		update sync_state set status = @status, last_attempt_at = `+clockNow+`, last_success_at = `+clockNow+`,
 		       last_error = nullif(@error, ''), last_error_kind = case when @error = '' then null else 'degraded' end,
@@ -237,6 +248,27 @@ func firstReason(m map[string]string) string {
 	return "key " + best + ": " + m[best]
 }
 
+// The worker's bookkeeping (usage_sync.keys, key_days, purpose_days, tasks) is what every
+// decision reads; public.api_keys, api_usage and tasks are its mirror for the dashboard
+// (docs/design.md, "The mirror"). Each upsert below writes the worker's record first, skipping
+// rows whose data did not change there, and then rewrites the mirror rows of exactly the records
+// it changed, whole, owner included: a mirror row someone else inserted or altered is rewritten
+// when its data next changes, and never consulted before.
+
+// mirrorKeysSQL writes the mirror rows of the usage_sync.keys records in w.
+const mirrorKeysSQL = `
+		insert into api_keys as m (id, user_id, name, purpose, integration, is_active, created_at, last_used_at,
+		                           total_requests, revoked_at, synced_at)
+		select key_id, user_id, name, purpose, integration, is_active, created_at, last_used_at, total_requests,
+		       revoked_at, now() from w
+		on conflict (id) do update set
+			user_id = excluded.user_id, name = excluded.name, purpose = excluded.purpose,
+			integration = excluded.integration, is_active = excluded.is_active, created_at = excluded.created_at,
+			last_used_at = excluded.last_used_at, total_requests = excluded.total_requests,
+			revoked_at = excluded.revoked_at, synced_at = now()`
+
+const keyColumns = `key_id, user_id, name, purpose, integration, is_active, created_at, last_used_at, total_requests, revoked_at`
+
 func upsertKeys(ctx context.Context, tx pgx.Tx, user string, keys []KeyRow) (written, revoked int64, err error) {
 	keys = dedupe(keys, func(k KeyRow) string { return k.ID })
 	n := len(keys)
@@ -249,35 +281,48 @@ func upsertKeys(ctx context.Context, tx pgx.Tx, user string, keys []KeyRow) (wri
 		active[i], created[i], used[i], totals[i] = k.IsActive, k.CreatedAt, k.LastUsedAt, k.TotalRequests
 	}
 	tag, err := tx.Exec(ctx, `
-		insert into api_keys as a (id, user_id, name, purpose, integration, is_active, created_at, last_used_at, total_requests, revoked_at, synced_at)
-		select id, $1, nullif(name, ''), nullif(purpose, ''), nullif(integration, ''), active, created, used, total, null, now()
-		from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::timestamptz[], $9::bigint[])
-		     as k(id, name, purpose, integration, active, created, used, total)
-		on conflict (id) do update set
-			name = excluded.name, purpose = excluded.purpose, integration = excluded.integration,
-			is_active = excluded.is_active, created_at = coalesce(excluded.created_at, a.created_at),
-			last_used_at = coalesce(excluded.last_used_at, a.last_used_at),
-			total_requests = coalesce(excluded.total_requests, a.total_requests),
-			revoked_at = null, synced_at = now()
-		where a.user_id = excluded.user_id
-		  and (a.name, a.purpose, a.integration, a.is_active, a.created_at, a.last_used_at, a.total_requests, a.revoked_at)
-		      is distinct from
-		      (excluded.name, excluded.purpose, excluded.integration, excluded.is_active,
-		       coalesce(excluded.created_at, a.created_at), coalesce(excluded.last_used_at, a.last_used_at),
-		       coalesce(excluded.total_requests, a.total_requests), null::timestamptz)`,
+		with w as (
+			insert into usage_sync.keys as a (`+keyColumns+`)
+			select id, $1, nullif(name, ''), nullif(purpose, ''), nullif(integration, ''), active, created, used, total, null
+			from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::timestamptz[], $8::timestamptz[], $9::bigint[])
+			     as k(id, name, purpose, integration, active, created, used, total)
+			on conflict (key_id) do update set
+				name = excluded.name, purpose = excluded.purpose, integration = excluded.integration,
+				is_active = excluded.is_active, created_at = coalesce(excluded.created_at, a.created_at),
+				last_used_at = coalesce(excluded.last_used_at, a.last_used_at),
+				total_requests = coalesce(excluded.total_requests, a.total_requests), revoked_at = null
+			where a.user_id = excluded.user_id
+			  and (a.name, a.purpose, a.integration, a.is_active, a.created_at, a.last_used_at, a.total_requests, a.revoked_at)
+			      is distinct from
+			      (excluded.name, excluded.purpose, excluded.integration, excluded.is_active,
+			       coalesce(excluded.created_at, a.created_at), coalesce(excluded.last_used_at, a.last_used_at),
+			       coalesce(excluded.total_requests, a.total_requests), null::timestamptz)
+			returning `+keyColumns+`
+		)`+mirrorKeysSQL,
 		user, ids, names, purposes, integrations, active, created, used, totals)
 	if err != nil {
 		return 0, 0, fmt.Errorf("upsert api keys: %w", err)
 	}
 	written = tag.RowsAffected()
 	tag, err = tx.Exec(ctx, `
-		update api_keys set revoked_at = now(), is_active = false, synced_at = now()
-		where user_id = $1 and revoked_at is null and id <> all($2::text[])`, user, ids)
+		with w as (
+			update usage_sync.keys set revoked_at = now(), is_active = false
+			where user_id = $1 and revoked_at is null and key_id <> all($2::text[])
+			returning `+keyColumns+`
+		)`+mirrorKeysSQL, user, ids)
 	if err != nil {
 		return 0, 0, fmt.Errorf("revoke vanished api keys: %w", err)
 	}
 	return written, tag.RowsAffected(), nil
 }
+
+// mirrorKeyDaysSQL writes the mirror rows of the usage_sync.key_days records in w.
+const mirrorKeyDaysSQL = `
+		insert into api_usage as m (user_id, api_key_id, purpose, count, period_start, period_end, origin, synced_at)
+		select user_id, key_id, nullif(purpose, ''), count, day, day + interval '1 day', 'usage-sync', now() from w
+		on conflict (api_key_id, period_start) where origin = 'usage-sync' and api_key_id is not null
+		do update set user_id = excluded.user_id, purpose = excluded.purpose, count = excluded.count,
+		              period_end = excluded.period_end, path = null, synced_at = now()`
 
 func upsertUsage(ctx context.Context, tx pgx.Tx, user string, rows []UsageRow, zero []KeyDay) (int64, error) {
 	if len(rows) == 0 && len(zero) == 0 {
@@ -292,13 +337,15 @@ func upsertUsage(ctx context.Context, tx pgx.Tx, user string, rows []UsageRow, z
 		keys[i], purposes[i], days[i], counts[i] = r.KeyID, r.Purpose, r.Day.UTC(), r.Count
 	}
 	tag, err := tx.Exec(ctx, `
-		insert into api_usage as u (user_id, api_key_id, purpose, count, period_start, period_end, origin, synced_at)
-		select $1, k, nullif(p, ''), c, d, d + interval '1 day', 'usage-sync', now()
-		from unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[]) as r(k, p, c, d)
-		on conflict (api_key_id, period_start) where origin = 'usage-sync' and api_key_id is not null
-		do update set count = excluded.count, purpose = excluded.purpose, synced_at = now()
-		where u.user_id = excluded.user_id
-		  and (u.count, u.purpose) is distinct from (excluded.count, excluded.purpose)`,
+		with w as (
+			insert into usage_sync.key_days as u (key_id, day, user_id, purpose, count)
+			select k, d, $1, p, c
+			from unnest($2::text[], $3::text[], $4::bigint[], $5::timestamptz[]) as r(k, p, c, d)
+			on conflict (key_id, day) do update set count = excluded.count, purpose = excluded.purpose
+			where u.user_id = excluded.user_id
+			  and (u.count, u.purpose) is distinct from (excluded.count, excluded.purpose)
+			returning key_id, day, user_id, purpose, count
+		)`+mirrorKeyDaysSQL,
 		user, keys, purposes, counts, days)
 	if err != nil {
 		return 0, fmt.Errorf("upsert api usage: %w", err)
@@ -312,9 +359,12 @@ func upsertUsage(ctx context.Context, tx pgx.Tx, user string, rows []UsageRow, z
 		zk[i], zd[i] = z.KeyID, z.Day.UTC()
 	}
 	tag, err = tx.Exec(ctx, `
-		update api_usage u set count = 0, synced_at = now()
-		from unnest($2::text[], $3::timestamptz[]) as z(k, d)
-		where u.origin = 'usage-sync' and u.user_id = $1 and u.api_key_id = z.k and u.period_start = z.d and u.count <> 0`,
+		with w as (
+			update usage_sync.key_days u set count = 0
+			from unnest($2::text[], $3::timestamptz[]) as z(k, d)
+			where u.user_id = $1 and u.key_id = z.k and u.day = z.d and u.count <> 0
+			returning u.key_id, u.day, u.user_id, u.purpose, u.count
+		)`+mirrorKeyDaysSQL,
 		user, zk, zd)
 	if err != nil {
 		return 0, fmt.Errorf("zero api usage of unused keys: %w", err)
@@ -333,12 +383,17 @@ func upsertPurposeUsage(ctx context.Context, tx pgx.Tx, user string, rows []Purp
 		purposes[i], days[i], counts[i] = r.Purpose, r.Day.UTC(), r.Count
 	}
 	tag, err := tx.Exec(ctx, `
-		insert into api_usage as u (user_id, api_key_id, purpose, count, period_start, period_end, origin, synced_at)
-		select $1, null, p, c, d, d + interval '1 day', 'usage-sync', now()
-		from unnest($2::text[], $3::bigint[], $4::timestamptz[]) as r(p, c, d)
+		with w as (
+			insert into usage_sync.purpose_days as u (user_id, purpose, day, count)
+			select $1, p, d, c from unnest($2::text[], $3::bigint[], $4::timestamptz[]) as r(p, c, d)
+			on conflict (user_id, purpose, day) do update set count = excluded.count
+			where u.count is distinct from excluded.count
+			returning user_id, purpose, day, count
+		)
+		insert into api_usage as m (user_id, api_key_id, purpose, count, period_start, period_end, origin, synced_at)
+		select user_id, null, purpose, count, day, day + interval '1 day', 'usage-sync', now() from w
 		on conflict (user_id, purpose, period_start) where origin = 'usage-sync' and api_key_id is null
-		do update set count = excluded.count, synced_at = now()
-		where u.count is distinct from excluded.count`,
+		do update set count = excluded.count, period_end = excluded.period_end, path = null, synced_at = now()`,
 		user, purposes, counts, days)
 	if err != nil {
 		return 0, fmt.Errorf("upsert per-purpose usage: %w", err)
@@ -346,9 +401,57 @@ func upsertPurposeUsage(ctx context.Context, tx pgx.Tx, user string, rows []Purp
 	return tag.RowsAffected(), nil
 }
 
-// upsertTasks writes a task only when one of its mirrored columns changed. finished_at is the
-// upstream's when given, else kept from an earlier sync, else now on the lease's clock (first
-// seen finished): the revision window is measured from it.
+// taskMirrored are the task columns the worker's record and the mirror share besides the id and
+// the owner; taskColumns is all of them.
+var (
+	taskMirrored = []string{"status", "email_count", "valid_count", "invalid_count", "catchall_count", "unknown_count",
+		"billable_count", "progress", "source", "webhook_url", "created_at", "updated_at", "started_at", "finished_at"}
+	taskColumns = "task_id, user_id, " + strings.Join(taskMirrored, ", ")
+)
+
+// assignExcluded is an ON CONFLICT DO UPDATE's "c = excluded.c" list for cols.
+func assignExcluded(cols []string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c + " = excluded." + c
+	}
+	return strings.Join(out, ", ")
+}
+
+// qualified is cols, each prefixed ("t." or "excluded."), for a row comparison.
+func qualified(prefix string, cols []string) string {
+	return prefix + strings.Join(cols, ", "+prefix)
+}
+
+// upsertTasksSQL writes the record's changed tasks, then their mirror rows: $1 the user, $2–$17
+// the task columns, $18 the lease's clock. Built once: the column lists are shared with the
+// mirror's, and the statement text must not be rebuilt per call.
+var upsertTasksSQL = `
+		with input as (
+			select * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],
+			                     $9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::timestamptz[],
+			                     $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bool[])
+			  as i(id, status, source, hook, emails, valid, invalid, catchall, unknown, billable, progress, created,
+			       updated, started, finished_at, finished)
+		),
+		w as (
+			insert into usage_sync.tasks as t (` + taskColumns + `)
+			select i.id, $1, i.status, i.emails, i.valid, i.invalid, i.catchall, i.unknown, i.billable, i.progress,
+			       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
+			       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end
+			from input i left join usage_sync.tasks old on old.task_id = i.id
+			on conflict (task_id) do update set ` + assignExcluded(taskMirrored) + `
+			where t.user_id = excluded.user_id
+			  and (` + qualified("t.", taskMirrored) + `) is distinct from (` + qualified("excluded.", taskMirrored) + `)
+			returning ` + taskColumns + `
+		)
+		insert into tasks as m (` + taskColumns + `, synced_at)
+		select ` + taskColumns + `, now() from w
+		on conflict (task_id) do update set user_id = excluded.user_id, ` + assignExcluded(taskMirrored) + `, synced_at = now()`
+
+// upsertTasks writes a task only when one of its mirrored columns changed in the worker's record.
+// finished_at is the upstream's when given, else kept from an earlier sync, else now on the
+// lease's clock (first seen finished): the revision window is measured from it.
 func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int64, error) {
 	if len(tasks) == 0 {
 		return 0, nil
@@ -366,37 +469,7 @@ func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int
 		emails[i], valid[i], invalid[i], catchall[i], unknown[i], billable[i] = t.Emails, t.Valid, t.Invalid, t.Catchall, t.Unknown, t.Billable
 		progress[i], created[i], updated[i], started[i], finishedAt[i], finished[i] = t.Progress, t.CreatedAt, t.UpdatedAt, t.StartedAt, t.FinishedAt, t.Finished
 	}
-	tag, err := tx.Exec(ctx, `
-		with input as (
-			select * from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],
-			                     $9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::timestamptz[],
-			                     $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::bool[])
-			  as i(id, status, source, hook, emails, valid, invalid, catchall, unknown, billable, progress, created,
-			       updated, started, finished_at, finished)
-		)
-		insert into tasks as t (task_id, user_id, status, email_count, valid_count, invalid_count, catchall_count,
-		                        unknown_count, billable_count, progress, source, webhook_url, created_at, updated_at,
-		                        started_at, finished_at, synced_at)
-		select i.id, $1, i.status, i.emails, i.valid, i.invalid, i.catchall, i.unknown, i.billable, i.progress,
-		       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
-		       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end, now()
-		from input i left join tasks old on old.task_id = i.id
-		on conflict (task_id) do update set
-			status = excluded.status, email_count = excluded.email_count, valid_count = excluded.valid_count,
-			invalid_count = excluded.invalid_count, catchall_count = excluded.catchall_count,
-			unknown_count = excluded.unknown_count, billable_count = excluded.billable_count,
-			progress = excluded.progress, source = excluded.source, webhook_url = excluded.webhook_url,
-			created_at = excluded.created_at, updated_at = excluded.updated_at, started_at = excluded.started_at,
-			finished_at = excluded.finished_at, synced_at = now()
-		where t.user_id = excluded.user_id
-		  and (t.status, t.email_count, t.valid_count, t.invalid_count, t.catchall_count, t.unknown_count,
-		       t.billable_count, t.progress, t.source, t.webhook_url, t.created_at, t.updated_at, t.started_at,
-		       t.finished_at)
-		      is distinct from
-		      (excluded.status, excluded.email_count, excluded.valid_count, excluded.invalid_count,
-		       excluded.catchall_count, excluded.unknown_count, excluded.billable_count, excluded.progress,
-		       excluded.source, excluded.webhook_url, excluded.created_at, excluded.updated_at,
-		       excluded.started_at, excluded.finished_at)`,
+	tag, err := tx.Exec(ctx, upsertTasksSQL,
 		l.UserID, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
 		updated, started, finishedAt, finished, l.at())
 	if err != nil {

@@ -16,13 +16,15 @@ func (s *Store) Ready(ctx context.Context) error {
 
 // OldestSuccessAge is, on the database's clock, how long ago the least recently synced user of
 // profiles last synced successfully (a user that never did counts from its enrolment). ok is
-// false when no user is enrolled. It reads the first entries of sync_state_success_age_idx, so a
-// scrape costs the same whatever the number of users.
+// false when no user is enrolled (or every one is paused). A paused user is left out: an
+// operator stopped its sync on purpose (usage-sync pause), and usage_sync_users_paused counts it
+// instead. It reads the first entries of sync_state_success_age_idx, so a scrape costs the same
+// whatever the number of users.
 func (s *Store) OldestSuccessAge(ctx context.Context) (seconds float64, ok bool, err error) {
 	err = s.pool.QueryRow(ctx, `
 		select extract(epoch from now() - coalesce(s.last_success_at, s.enrolled_at))::float8
 		from sync_state s
-		where exists (select 1 from profiles p where p.user_id = s.user_id)
+		where exists (select 1 from profiles p where p.user_id = s.user_id) and s.status <> 'paused'
 		order by coalesce(s.last_success_at, s.enrolled_at)
 		limit 1`).Scan(&seconds)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -34,9 +36,10 @@ func (s *Store) OldestSuccessAge(ctx context.Context) (seconds float64, ok bool,
 	return seconds, true, nil
 }
 
-// UsersEnrolled is how many users of profiles the worker has enrolled (a sync_state row).
+// UsersEnrolled is how many users of profiles the worker has enrolled (a sync_state row) and
+// syncs: paused users are left out, as from the age.
 func (s *Store) UsersEnrolled(ctx context.Context) (float64, bool, error) {
-	return s.countUsers(ctx, "users enrolled", `true`)
+	return s.countUsers(ctx, "users enrolled", `s.status <> 'paused'`)
 }
 
 // UsersInError is how many users of profiles are in error now (their last sync failed).

@@ -17,10 +17,13 @@ var ErrLeaseLost = errors.New("lease lost: another worker claimed this user")
 // Lease is a worker's claim on one user for one sync, with what the sync needs to know of the
 // user's state at claim time.
 type Lease struct {
-	UserID              string
-	Owner               string
-	Token               int64 // fencing token: every write checks it is still the user's
-	EnrolledAt          time.Time
+	UserID     string
+	Owner      string
+	Token      int64 // fencing token: every write checks it is still the user's
+	EnrolledAt time.Time
+	// LiveAt is when the user's charging starts with CHARGE_FROM empty (usage_sync.go_live): the
+	// later of its enrolment and the first take by a live worker. nil until a live worker took it.
+	LiveAt              *time.Time
 	SettledThrough      *time.Time // every UTC day before this is settled; nil before the first
 	ConsecutiveFailures int
 	BlockedKeys         map[string]string
@@ -56,8 +59,14 @@ type ClaimRequest struct {
 	TTL    time.Duration
 	All    bool   // include users backing off after failures
 	UserID string // only this user, ignoring its backoff
+	// Operator marks an operator's command for UserID (usage-sync resync): it takes the user
+	// even while it is paused (usage-sync pause), whose status it then leaves as it was.
+	Operator bool
 	// Clock is the time leases, attempts and backoff are measured on; nil: the database's now().
 	Clock func() time.Time
+	// Live says the worker charges (CHARGE_ENABLED=true): its first take of a user records the
+	// user's go-live (Lease.LiveAt).
+	Live bool
 }
 
 // HasUser reports whether user is in profiles.
@@ -90,24 +99,43 @@ func (s *Store) Enrol(ctx context.Context, now *time.Time, only string) (int64, 
 	return tag.RowsAffected(), nil
 }
 
-// Cycle is one pass over the due users, shared by every worker that starts while it is open.
+// Cycle is one pass over the due users, shared by every live worker in it.
 type Cycle struct {
 	ID        int64
 	StartedAt time.Time
-	Joined    bool // another worker started it; this one joined
+	Joined    bool // another live worker is in it; this one joined
 }
 
-// JoinCycle returns the current cycle while it is open, so that a worker starting beside others
-// (replicas on one schedule, a CronJob --once beside the daemon) takes only the users nobody took
-// yet; otherwise it starts the next cycle, so consecutive runs each sync everyone due. A cycle is
-// open while a plain run could still claim a user in it, and, for joinWindow after it started,
-// while users it took are still in flight: a replica starting a little late, when the others have
-// claimed everyone, joins rather than syncing everyone again. After the window, users in flight
-// no longer hold the cycle: a sync that outlasts the schedule must not leave the other replicas
-// idle at the next tick. The cycle row is locked while deciding, so two workers starting
-// together agree on one cycle.
-func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time, joinWindow time.Duration) (Cycle, error) {
+// CycleMember is a run's place in its cycle (usage_sync.cycle_member): while it is renewed
+// (RenewMember) and not ended (EndMember), other runs may join the cycle.
+type CycleMember struct {
+	RunID  string
+	Worker string
+	TTL    time.Duration // live this long after each renewal; the run's SYNC_LEASE_TTL
+	Clock  func() time.Time
+}
+
+// liveMember: some run other than @run is in cycle @cycle, not ended, its renewal not expired.
+const liveMember = `exists (select 1 from usage_sync.cycle_member m
+	where m.cycle_id = @cycle and m.run_id <> @run and m.ended_at is null and m.expires_at >= ` + clockNow + `)`
+
+// JoinCycle joins the current cycle while another live worker is in it and it is still open,
+// so that a worker starting beside others (replicas on one schedule, a CronJob --once beside
+// the daemon) takes only the users nobody took yet; otherwise it starts the next cycle, so
+// consecutive runs each sync everyone due, and a run after an interrupted one (SIGTERM,
+// SIGKILL, a crash) attempts every user again rather than skipping what the dead run took.
+// Either way the run becomes a member of the cycle in the same transaction, so a worker
+// starting a moment later sees it live before it has claimed anything.
+//
+// A cycle with a live member is open while a plain run could still claim a user in it, and,
+// for joinWindow after it started, while users it took are still in flight: a replica starting
+// a little late, when the others have claimed everyone, joins rather than syncing everyone
+// again. After the window, users in flight no longer hold the cycle: a sync that outlasts the
+// schedule must not leave the other replicas idle at the next tick. The cycle row is locked
+// while deciding, so two workers starting together agree on one cycle.
+func (s *Store) JoinCycle(ctx context.Context, m CycleMember, joinWindow time.Duration) (Cycle, error) {
 	var c Cycle
+	now := reading(m.Clock)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var started *time.Time
 		if err := tx.QueryRow(ctx, `select id, started_at from usage_sync.cycle where singleton for update`).
@@ -115,28 +143,65 @@ func (s *Store) JoinCycle(ctx context.Context, runID string, now *time.Time, joi
 			return err
 		}
 		if started != nil {
-			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "user": nil, "all": false, "started": started, "window": joinWindow.String()}
+			open := pgx.NamedArgs{"now": now, "cycle": c.ID, "run": m.RunID, "user": nil, "all": false, "operator": false, "started": started, "window": joinWindow.String()}
 			if err := tx.QueryRow(ctx, `
-				select exists (select 1 from sync_state s where `+dueFilter+`)
-				    or (@started::timestamptz > `+clockNow+` - @window::interval
-				        and exists (select 1 from sync_state s
-				                    where s.cycle_id = @cycle and s.lease_owner is not null
-				                      and s.lease_expires_at >= `+clockNow+`))`, open).Scan(&c.Joined); err != nil {
+				select `+liveMember+`
+				   and (exists (select 1 from sync_state s where `+dueFilter+`)
+				        or (@started::timestamptz > `+clockNow+` - @window::interval
+				            and exists (select 1 from sync_state s
+				                        where s.cycle_id = @cycle and s.lease_owner is not null
+				                          and s.lease_expires_at >= `+clockNow+`)))`, open).Scan(&c.Joined); err != nil {
 				return err
 			}
 		}
 		if c.Joined {
 			c.StartedAt = *started
-			return nil
+		} else {
+			if err := tx.QueryRow(ctx, `
+				update usage_sync.cycle set id = id + 1, started_at = `+clockNow+`, started_by = @run
+				where singleton returning id, started_at`, pgx.NamedArgs{"now": now, "run": m.RunID}).Scan(&c.ID, &c.StartedAt); err != nil {
+				return err
+			}
+			// Members of earlier cycles decide nothing any more (a run of a superseded cycle
+			// claims nothing); its renewals and end find no row, which is fine.
+			if _, err := tx.Exec(ctx, `delete from usage_sync.cycle_member where cycle_id < $1`, c.ID); err != nil {
+				return err
+			}
 		}
-		return tx.QueryRow(ctx, `
-			update usage_sync.cycle set id = id + 1, started_at = `+clockNow+`, started_by = @run
-			where singleton returning id, started_at`, pgx.NamedArgs{"now": now, "run": runID}).Scan(&c.ID, &c.StartedAt)
+		_, err := tx.Exec(ctx, `
+			insert into usage_sync.cycle_member (run_id, cycle_id, worker, joined_at, expires_at)
+			values (@run, @cycle, @worker, `+clockNow+`, `+clockNow+` + @ttl::interval)`,
+			pgx.NamedArgs{"run": m.RunID, "cycle": c.ID, "worker": m.Worker, "ttl": m.TTL.String(), "now": now})
+		return err
 	})
 	if err != nil {
 		return Cycle{}, fmt.Errorf("join or start a cycle: %w", err)
 	}
 	return c, nil
+}
+
+// RenewMember keeps the run live in its cycle for another TTL. A run whose cycle was
+// succeeded (its row deleted) renews nothing, and that is not an error.
+func (s *Store) RenewMember(ctx context.Context, m CycleMember) error {
+	_, err := s.pool.Exec(ctx, `
+		update usage_sync.cycle_member set expires_at = `+clockNow+` + @ttl::interval
+		where run_id = @run and ended_at is null`,
+		pgx.NamedArgs{"run": m.RunID, "ttl": m.TTL.String(), "now": reading(m.Clock)})
+	if err != nil {
+		return fmt.Errorf("renew cycle membership of run %s: %w", m.RunID, err)
+	}
+	return nil
+}
+
+// EndMember marks the run ended: from now on it holds its cycle open for nobody.
+func (s *Store) EndMember(ctx context.Context, m CycleMember) error {
+	_, err := s.pool.Exec(ctx, `
+		update usage_sync.cycle_member set ended_at = `+clockNow+` where run_id = @run and ended_at is null`,
+		pgx.NamedArgs{"run": m.RunID, "now": reading(m.Clock)})
+	if err != nil {
+		return fmt.Errorf("end cycle membership of run %s: %w", m.RunID, err)
+	}
+	return nil
 }
 
 // duePredicate: the users a run selects, before leases and cycles: one user whatever its
@@ -155,6 +220,7 @@ const dueFilter = `
 	and (@cycle::bigint = 0 or (@cycle = (select c.id from usage_sync.cycle c where c.singleton)
 	     and (s.cycle_id is distinct from @cycle or s.lease_owner is not null)))
 	and (s.lease_expires_at is null or s.lease_expires_at < ` + clockNow + `)
+	and (s.status <> 'paused' or @operator::bool)
 	and ` + duePredicate
 
 // Claim leases the next due user to owner, or returns nil when none is left for this run.
@@ -162,20 +228,34 @@ const dueFilter = `
 func (s *Store) Claim(ctx context.Context, r ClaimRequest) (*Lease, error) {
 	l := Lease{clock: r.Clock}
 	var blocked []byte
+	// The go-live is recorded by the claim itself (one round trip): a statement's CTEs share one
+	// snapshot, so the row it inserts is read back from the insert, an older one from the table.
 	err := s.pool.QueryRow(ctx, `
-		update sync_state s
-		set lease_owner = @owner, lease_expires_at = `+clockNow+` + @ttl::interval,
-		    lease_token = s.lease_token + 1, last_run_id = @run, updated_at = now(),
-		    cycle_id = case when @cycle::bigint = 0 then s.cycle_id else @cycle end
-		where s.user_id = (
-			select s.user_id from sync_state s
-			where `+dueFilter+`
-			order by s.next_attempt_at, s.user_id
-			limit 1
-			for update skip locked)
-		returning s.user_id::text, s.lease_owner, s.lease_token, s.enrolled_at, s.settled_through::timestamp at time zone 'UTC',
-		          s.consecutive_failures, s.blocked_keys`, claimArgs(r)).
-		Scan(&l.UserID, &l.Owner, &l.Token, &l.EnrolledAt, &l.SettledThrough, &l.ConsecutiveFailures, &blocked)
+		with c as (
+			update sync_state s
+			set lease_owner = @owner, lease_expires_at = `+clockNow+` + @ttl::interval,
+			    lease_token = s.lease_token + 1, last_run_id = @run, updated_at = now(),
+			    cycle_id = case when @cycle::bigint = 0 then s.cycle_id else @cycle end
+			where s.user_id = (
+				select s.user_id from sync_state s
+				where `+dueFilter+`
+				order by s.next_attempt_at, s.user_id
+				limit 1
+				for update skip locked)
+			returning s.user_id, s.lease_owner, s.lease_token, s.enrolled_at, s.settled_through,
+			          s.consecutive_failures, s.blocked_keys
+		),
+		g as (
+			insert into usage_sync.go_live (user_id, live_at)
+			select c.user_id, greatest(c.enrolled_at, `+clockNow+`) from c where @live
+			on conflict (user_id) do nothing
+			returning live_at
+		)
+		select c.user_id::text, c.lease_owner, c.lease_token, c.enrolled_at,
+		       c.settled_through::timestamp at time zone 'UTC', c.consecutive_failures, c.blocked_keys,
+		       coalesce((select live_at from g), (select live_at from usage_sync.go_live v where v.user_id = c.user_id))
+		from c`, claimArgs(r)).
+		Scan(&l.UserID, &l.Owner, &l.Token, &l.EnrolledAt, &l.SettledThrough, &l.ConsecutiveFailures, &blocked, &l.LiveAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -192,19 +272,53 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) (*Lease, error) {
 	return &l, nil
 }
 
-// LeasedElsewhere counts the users this run selects that another live worker holds: skipped,
-// not failed.
-func (s *Store) LeasedElsewhere(ctx context.Context, r ClaimRequest) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `
-		select count(*) from sync_state s
-		where exists (select 1 from profiles p where p.user_id = s.user_id)
-		  and s.lease_expires_at >= `+clockNow+` and s.lease_owner <> @owner
-		  and `+duePredicate, claimArgs(r)).Scan(&n)
+// namedLeftMax bounds the user ids Left returns of each kind; the counts are exact.
+const namedLeftMax = 10
+
+// Left is what a run selected but did not take, and why: neither is a failure of the run.
+type Left struct {
+	Leased      int      // held by another live worker
+	LeasedUsers []string // the first of them, by user id
+	Paused      int      // paused by an operator (usage-sync pause)
+	PausedUsers []string
+}
+
+// LeftToOthers reads the users this run selects that another live worker holds, or that are
+// paused: skipped, not failed, and named in the run's summary.
+func (s *Store) LeftToOthers(ctx context.Context, r ClaimRequest) (Left, error) {
+	var out Left
+	rows, err := s.pool.Query(ctx, `
+		select kind, total, user_id::text from (
+			select kind, user_id, count(*) over (partition by kind) as total,
+			       row_number() over (partition by kind order by user_id) as n
+			from (select case when s.status = 'paused' then 'paused' else 'leased' end as kind, s.user_id
+			      from sync_state s
+			      where exists (select 1 from profiles p where p.user_id = s.user_id)
+			        and (s.status = 'paused' or (s.lease_expires_at >= `+clockNow+` and s.lease_owner <> @owner))
+			        and `+duePredicate+`) k) l
+		where n <= @named
+		order by kind, user_id`, claimArgs(r))
 	if err != nil {
-		return 0, fmt.Errorf("count users leased elsewhere: %w", err)
+		return out, fmt.Errorf("read users left to other workers: %w", err)
 	}
-	return n, nil
+	defer rows.Close()
+	for rows.Next() {
+		var kind, user string
+		var n int
+		if err := rows.Scan(&kind, &n, &user); err != nil {
+			return out, fmt.Errorf("read users left to other workers: %w", err)
+		}
+		count, named := &out.Leased, &out.LeasedUsers
+		if kind == "paused" {
+			count, named = &out.Paused, &out.PausedUsers
+		}
+		*count = n
+		*named = append(*named, user)
+	}
+	if err := rows.Err(); err != nil {
+		return out, fmt.Errorf("read users left to other workers: %w", err)
+	}
+	return out, nil
 }
 
 func claimArgs(r ClaimRequest) pgx.NamedArgs {
@@ -212,8 +326,8 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 	if r.UserID != "" {
 		user = &r.UserID
 	}
-	return pgx.NamedArgs{"owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
-		"user": user, "now": reading(r.Clock)}
+	return pgx.NamedArgs{"named": namedLeftMax, "owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
+		"user": user, "now": reading(r.Clock), "operator": r.Operator && r.UserID != "", "live": r.Live}
 }
 
 // Renew extends the lease while the user is being synced.

@@ -18,8 +18,8 @@ func TestLeasesFenceAStaleWorker(t *testing.T) {
 	if b, err := st.Claim(ctx, req("b")); err != nil || b != nil {
 		t.Fatalf("b claimed a live lease: %v %v", b, err)
 	}
-	if n, _ := st.LeasedElsewhere(ctx, req("b")); n != 1 {
-		t.Fatalf("LeasedElsewhere = %d, want 1", n)
+	if l, _ := st.LeftToOthers(ctx, req("b")); l.Leased != 1 || len(l.LeasedUsers) != 1 || l.LeasedUsers[0] != a.UserID {
+		t.Fatalf("LeftToOthers = %+v, want the one user a holds", l)
 	}
 	// a stalls past its lease (as a crashed or paused worker would); b takes the user over.
 	if _, err := db.Exec(ctx, `update sync_state set lease_expires_at = now() - interval '1 second'`); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -15,7 +16,17 @@ type Family string
 const (
 	FamilyTask Family = "task"         // posted as task, then task_adjust when the count grows
 	FamilyKey  Family = "key_requests" // posted as key_requests, one row per increment of a window total
+	// FamilyUnlisted is a (purpose, day)'s requests that no key_requests row accounts for (keys
+	// revoked before any listing showed them): subject "<purpose>/<UTC day>", posted as
+	// unlisted_requests, one row per increment. What was charged so far for it counts the
+	// purpose's key_requests rows of that day too, so a request is charged once either way.
+	FamilyUnlisted Family = "unlisted_requests"
 )
+
+// UnlistedSubject names a (purpose, day) in the ledger.
+func UnlistedSubject(purpose string, day time.Time) string {
+	return purpose + "/" + day.UTC().Format(time.DateOnly)
+}
 
 // ShadowPrefix marks ledger sources written in shadow mode (CHARGE_ENABLED=false).
 const ShadowPrefix = "shadow:"
@@ -27,6 +38,7 @@ func LedgerSources() []string {
 		"task",
 		"task_adjust",
 		"key_requests",
+		"unlisted_requests",
 	}
 }
 
@@ -60,6 +72,31 @@ type ChargeResult struct {
 	Revisions []Revision
 	Amount    int64 // Σ amount of the rows posted
 	Debited   int64 // Σ debited
+}
+
+// add folds another batch's result into r.
+func (r *ChargeResult) add(o ChargeResult) {
+	r.Posted = append(r.Posted, o.Posted...)
+	r.Revisions = append(r.Revisions, o.Revisions...)
+	r.Amount += o.Amount
+	r.Debited += o.Debited
+}
+
+// UnlistedPrefix names an inconsistent (purpose, day) in sync_state.blocked_keys, apart from
+// key ids and tasks.
+const UnlistedPrefix = "unlisted/"
+
+// unlistedInconsistent names each (purpose, day) whose total fell below what its keys and
+// earlier remainders were charged: inconsistent data, charged nothing, shown as blocked.
+func unlistedInconsistent(r ChargeResult) map[string]string {
+	out := map[string]string{}
+	for _, rev := range r.Revisions {
+		if rev.Family == FamilyUnlisted {
+			out[UnlistedPrefix+rev.Subject] = fmt.Sprintf("the per-purpose total %d is below the %d requests already charged for this purpose and day: inconsistent data, nothing charged for it",
+				rev.Total, rev.Charged)
+		}
+	}
+	return out
 }
 
 // Shortfall is the usage posted but not covered by the balance.
@@ -187,7 +224,15 @@ charged as (
 		where l.user_id = i.user_id and l.subject = i.subject
 		  and l.source = any(case i.family
 		                       when 'task' then array[$6 || 'task', $6 || 'task_adjust']
-		                       else array[$6 || 'key_requests'] end)), 0)::bigint as so_far
+		                       else array[$6 || i.family] end)), 0)::bigint
+	  -- A (purpose, day) has also been charged what its keys' key_requests rows of the day hold:
+	  -- the keys of the purpose that day as the worker recorded them (usage_sync.key_days).
+	  + case when i.family <> 'unlisted_requests' then 0 else coalesce((
+		select sum(l.amount) from usage_sync.key_days k
+		join credit_ledger l on l.user_id = i.user_id and l.source = $6 || 'key_requests'
+		     and l.subject = k.key_id || '/' || to_char(k.day at time zone 'UTC', 'YYYY-MM-DD')
+		where k.user_id = i.user_id and k.purpose = left(i.subject, length(i.subject) - 11)
+		  and k.day = (right(i.subject, 10)::date::timestamp at time zone 'UTC')), 0) end::bigint as so_far
 	from input i
 ),
 todo as (
@@ -199,7 +244,7 @@ todo as (
 ),
 posting as (
 	select t.user_id,
-	       $6 || case when t.family <> 'task' then 'key_requests'
+	       $6 || case when t.family <> 'task' then t.family
 	                  when t.so_far = 0 then 'task' else 'task_adjust' end as source,
 	       case when t.family = 'task' and t.so_far = 0 then t.subject
 	            else t.subject || '/' || t.total end as source_id,

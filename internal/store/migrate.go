@@ -62,10 +62,17 @@ func SchemaVersion() int {
 // Migrate applies every embedded migration the database lacks, each in its own transaction
 // together with its version row, and returns the names it applied. Two processes may run it at
 // once: the second waits for the first and then finds nothing to do.
+//
+// Before changing anything it checks the dashboard's tables it adopted (checkExposures); after
+// the migrations it sets the API roles' privileges on every worker object (hardenPrivileges),
+// on every run, so that objects created since, by any migration, are covered.
 func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	ms, err := loadMigrations()
 	if err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	if err := s.checkExposures(ctx); err != nil {
+		return nil, err
 	}
 	var applied []string
 	for _, m := range ms {
@@ -108,6 +115,9 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 			applied = append(applied, m.name)
 			s.log.Info("migrate.applied", zap.String("migration", m.name))
 		}
+	}
+	if err := s.hardenPrivileges(ctx); err != nil {
+		return applied, fmt.Errorf("set the API roles' privileges: %w", err)
 	}
 	return applied, nil
 }

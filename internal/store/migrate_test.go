@@ -158,44 +158,75 @@ func mustMigrations(t *testing.T) []int {
 
 func TestRowLevelSecurityIsolatesUsers(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	db := pgtest.Pool(t, pgtest.MigratedDB(t, pgtest.Supabase))
 	const a, b = "11111111-0000-4000-8000-00000000000a", "11111111-0000-4000-8000-00000000000b"
+	seedTwoUsers(t, db, a, b)
+	assertReadsOwnRowsOnly(t, db, a)
+}
+
+// userTables are the public tables holding a user_id column that a signed-in user may read.
+var userTables = []string{"profiles", "user_credits", "sync_state", "api_keys", "api_usage", "tasks", "credit_ledger"}
+
+// seedTwoUsers gives users a and b one row each in every table of userTables.
+func seedTwoUsers(t *testing.T, db *pgxpool.Pool, a, b string) {
+	t.Helper()
 	for _, q := range []string{
 		`insert into profiles (user_id) values ($1), ($2)`,
-		`insert into user_credits (user_id, credits_remaining) values ($1, 5), ($2, 5)`,
+		`insert into user_credits (user_id, credits_remaining) values ($1, 100), ($2, 100)`,
 		`insert into sync_state (user_id) values ($1), ($2)`,
 		`insert into api_keys (id, user_id) values ('ka', $1), ('kb', $2)`,
 		`insert into api_usage (user_id, api_key_id, count, period_start, period_end, origin) values ($1, 'ka', 1, '2026-01-01', '2026-01-02', 'usage-sync'), ($2, 'kb', 1, '2026-01-01', '2026-01-02', 'usage-sync')`,
 		`insert into tasks (task_id, user_id) values ('ta', $1), ('tb', $2)`,
-		`insert into credit_ledger (user_id, source, source_id, subject, amount, debited, credits_after) values ($1, 'task', 'ta', 'ta', 1, 1, 4), ($2, 'task', 'tb', 'tb', 1, 1, 4)`,
+		`insert into credit_ledger (user_id, source, source_id, subject, amount, debited, credits_after) values ($1, 'task', 'ta', 'ta', 1, 1, 99), ($2, 'task', 'tb', 'tb', 1, 1, 99)`,
 	} {
-		if _, err := db.Exec(ctx, q, a, b); err != nil {
+		if _, err := db.Exec(context.Background(), q, a, b); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	for _, tbl := range []string{"profiles", "user_credits", "sync_state", "api_keys", "api_usage", "tasks", "credit_ledger"} {
-		tx, err := db.Begin(ctx)
+}
+
+// assertReadsOwnRowsOnly checks that user a, signed in as PostgREST signs it in, reads exactly its
+// own row of every table of userTables.
+func assertReadsOwnRowsOnly(t *testing.T, db *pgxpool.Pool, a string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, tbl := range userTables {
+		rows, tx, err := asAPIRole(ctx, db, "authenticated", a, `select user_id::text from `+tbl)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `set local role authenticated`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `select set_config('request.jwt.claims', $1, true)`, `{"sub":"`+a+`","role":"authenticated"}`); err != nil {
-			t.Fatal(err)
-		}
-		rows, err := tx.Query(ctx, `select user_id::text from `+tbl)
-		if err != nil {
-			t.Fatalf("%s as authenticated: %v", tbl, err)
+			t.Fatalf("select %s as authenticated: %v", tbl, err)
 		}
 		seen, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
 		_ = tx.Rollback(ctx)
-		if len(seen) != 1 || seen[0] != a {
-			t.Errorf("user a reading %s sees %v, want only its own row", tbl, seen)
+		if err != nil || len(seen) != 1 || seen[0] != a {
+			t.Errorf("authenticated user a reading %s sees %v (%v), want only its own row", tbl, seen, err)
+		}
+	}
+}
+
+// The worker's bookkeeping (migration 0008) is closed to the API roles even where default
+// privileges would have granted them everything on new tables, as on every Supabase project.
+func TestBookkeepingIsClosedToAPIRoles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.EmptyDB(t, pgtest.Supabase)
+	pgtest.Exec(t, dsn, `
+		create schema if not exists usage_sync;
+		alter default privileges in schema usage_sync grant all on tables to anon, authenticated;`)
+	if _, err := openStore(t, dsn).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := pgtest.Pool(t, dsn)
+	for _, tbl := range []string{"usage_sync.keys", "usage_sync.key_days", "usage_sync.purpose_days", "usage_sync.tasks", "usage_sync.go_live"} {
+		for _, role := range []string{"anon", "authenticated"} {
+			for _, priv := range []string{"select", "insert", "update", "delete", "truncate", "references", "trigger"} {
+				var has bool
+				if err := db.QueryRow(ctx, `select has_table_privilege($1, $2, $3)`, role, tbl, priv).Scan(&has); err != nil {
+					t.Fatal(err)
+				}
+				if has {
+					t.Errorf("%s has %s on %s", role, priv, tbl)
+				}
+			}
 		}
 	}
 }

@@ -11,16 +11,17 @@ import (
 // Requested returns up to limit users whose sync was asked for through public.request_sync()
 // and has not been attempted since, oldest request first. A user leased by a live worker is left
 // out (that worker's sync may serve the request; if it does not, the next poll finds the user
-// again), as is a user no longer in profiles, and one that a trigger (a webhook, an earlier
-// request) took less than minInterval ago (TRIGGER_MIN_INTERVAL): its request waits, and a poll
-// after the interval serves it. now is the syncer's clock (nil: the database's), on which leases
-// and the interval run.
+// again), as is a user no longer in profiles or paused, and one that a trigger (a webhook, an
+// earlier request) took less than minInterval ago (TRIGGER_MIN_INTERVAL): its request waits, and
+// a poll after the interval serves it. now is the syncer's clock (nil: the database's), on which
+// leases and the interval run.
 func (s *Store) Requested(ctx context.Context, limit int, minInterval time.Duration, now *time.Time) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `
 		select s.user_id::text from sync_state s
 		where s.requested_at is not null
 		  and (s.last_attempt_at is null or s.last_attempt_at < s.requested_at)
 		  and (s.lease_expires_at is null or s.lease_expires_at < `+clockNow+`)
+		  and s.status <> 'paused'
 		  and (s.last_triggered_at is null or s.last_triggered_at <= `+clockNow+` - @interval::interval)
 		  and exists (select 1 from profiles p where p.user_id = s.user_id)
 		order by s.requested_at, s.user_id

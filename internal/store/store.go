@@ -23,6 +23,9 @@ type Options struct {
 	// pooler hands each transaction a different server connection.
 	PoolMode string
 	Logger   *zap.Logger
+	// AllowExposed lets Migrate proceed past exposures of the dashboard's tables to the API
+	// roles, with a warning each (MIGRATE_ALLOW_EXPOSED).
+	AllowExposed bool
 	// ConnectTimeout, StatementTimeout and TxTimeout bound the waits on the database (bounds.go);
 	// zero means the …Default. ConnectTimeout applies only when DATABASE_URL sets no
 	// connect_timeout.
@@ -31,9 +34,10 @@ type Options struct {
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool      boundedPool
-	log       *zap.Logger
-	txTimeout time.Duration
+	pool         boundedPool
+	log          *zap.Logger
+	txTimeout    time.Duration
+	allowExposed bool
 }
 
 // Open is New followed by a ping, so a wrong URL or an unreachable database fails at start-up
@@ -78,9 +82,10 @@ func New(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, &openError{msg: fmt.Sprintf("open database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
 	}
 	return &Store{
-		pool:      boundedPool{Pool: pool, timeout: orDefault(opts.StatementTimeout, StatementTimeoutDefault)},
-		log:       log,
-		txTimeout: orDefault(opts.TxTimeout, TxTimeoutDefault),
+		pool:         boundedPool{Pool: pool, timeout: orDefault(opts.StatementTimeout, StatementTimeoutDefault)},
+		log:          log,
+		txTimeout:    orDefault(opts.TxTimeout, TxTimeoutDefault),
+		allowExposed: opts.AllowExposed,
 	}, nil
 }
 

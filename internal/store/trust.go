@@ -56,8 +56,10 @@ func checkProfile(ctx context.Context, tx pgx.Tx, user string) error {
 }
 
 // checkOwnership runs after the upserts, which skip rows of another user: any id of this sync
-// still owned by someone else is a conflict. Checking after rather than before also catches a
-// row another user's sync inserted concurrently (the upsert waited for it, then skipped it).
+// still owned by someone else in the worker's own records (usage_sync) is a conflict. The mirror
+// is never asked: a dashboard row naming another user's id is the dashboard's, and is
+// rewritten. Checking after rather than before also catches a record another user's sync
+// inserted concurrently (the upsert waited for it, then skipped it).
 func checkOwnership(ctx context.Context, tx pgx.Tx, user string, u *Plan) error {
 	keys := make([]string, 0, len(u.Keys)+len(u.Usage))
 	for _, k := range u.Keys {
@@ -74,12 +76,12 @@ func checkOwnership(ctx context.Context, tx pgx.Tx, user string, u *Plan) error 
 		return nil
 	}
 	rows, err := tx.Query(ctx, `
-		select 'api_keys', id, user_id::text from api_keys where id = any($2::text[]) and user_id <> $1
+		select 'api_keys', key_id, user_id::text from usage_sync.keys where key_id = any($2::text[]) and user_id <> $1
 		union
-		select 'api_usage', api_key_id, user_id::text from api_usage
-		where origin = 'usage-sync' and api_key_id = any($2::text[]) and user_id <> $1
+		select 'api_usage', key_id, user_id::text from usage_sync.key_days
+		where key_id = any($2::text[]) and user_id <> $1
 		union
-		select 'tasks', task_id, user_id::text from tasks where task_id = any($3::text[]) and user_id <> $1
+		select 'tasks', task_id, user_id::text from usage_sync.tasks where task_id = any($3::text[]) and user_id <> $1
 		order by 1, 2, 3
 		limit $4`, user, keys, tasks, maxConflicts)
 	if err != nil {

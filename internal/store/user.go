@@ -11,7 +11,8 @@ import (
 
 // UserState is what a sync reads of the user's stored data before it asks the upstream.
 type UserState struct {
-	// SettledKeyTotals sums each key's stored day rows before the first day this sync re-reads;
+	// SettledKeyTotals sums each key's day rows in the worker's record (usage_sync.key_days, never
+	// the mirror) before the first day this sync re-reads;
 	// the guard adds the fresh windows to it and compares with the key's lifetime total.
 	SettledKeyTotals map[string]int64
 	// ReadsFingerprint digests the lifetime listing of the last successful sync when that sync's
@@ -47,9 +48,9 @@ func (s *Store) LoadUser(ctx context.Context, l *Lease, firstDay time.Time, revi
 		       @every::interval is null or s.revision_swept_at is null
 		           or s.revision_swept_at + @every::interval <= `+clockNow+`,
 		       (select coalesce(jsonb_object_agg(k, n), '{}'::jsonb) from (
-		          select api_key_id as k, sum(count)::bigint as n from api_usage
-		          where origin = 'usage-sync' and user_id = @user and api_key_id is not null and period_start < @first
-		          group by api_key_id) settled)
+		          select key_id as k, sum(count)::bigint as n from usage_sync.key_days
+		          where user_id = @user and day < @first
+		          group by key_id) settled)
 		from sync_state s where s.user_id = @user`,
 		pgx.NamedArgs{"user": user, "first": firstDay.UTC(), "every": every, "now": l.at()}).
 		Scan(&fp, &st.TaskWatermark, &st.TaskWatermarkOpen, &st.SweepDue, &totals)

@@ -50,8 +50,11 @@ type envConfig struct {
 	opts     syncer.Options
 	balance  int64
 	balances map[string]int64
-	shadow   bool      // CHARGE_ENABLED=false
-	start    time.Time // where the clock starts; zero: the real now
+	shadow   bool // CHARGE_ENABLED=false
+	// noChargeFrom leaves CHARGE_FROM empty: each user is charged from its go-live.
+	noChargeFrom bool
+	flavor       pgtest.Flavor // "": plain
+	start        time.Time     // where the clock starts; zero: the real now
 }
 
 // setup builds an env. Unless the config says otherwise, the clock stands at the real now and
@@ -59,7 +62,10 @@ type envConfig struct {
 // on the clock in Go and in SQL alike, so it may stand anywhere.
 func setup(t testing.TB, c envConfig) *env {
 	t.Helper()
-	st, dsn := pgtest.Open(t, pgtest.Plain)
+	if c.flavor == "" {
+		c.flavor = pgtest.Plain
+	}
+	st, dsn := pgtest.Open(t, c.flavor)
 	clk := &clock{t: time.Now().UTC()}
 	if !c.start.IsZero() {
 		clk.t = c.start.UTC()
@@ -81,9 +87,12 @@ func setup(t testing.TB, c envConfig) *env {
 	cf := time.Date(clk.t.Year(), clk.t.Month(), clk.t.Day()-2, 0, 0, 0, 0, time.UTC)
 	e.chargeFrom = cf
 	e.opts = c.opts
-	if e.opts.ChargeFrom == nil {
+	switch {
+	case c.noChargeFrom:
+		e.opts.ChargeFrom = nil
+	case e.opts.ChargeFrom == nil:
 		e.opts.ChargeFrom = &cf
-	} else {
+	default:
 		e.chargeFrom = *e.opts.ChargeFrom
 	}
 	if e.opts.Now == nil {

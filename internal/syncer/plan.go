@@ -63,6 +63,7 @@ func buildPlan(in planInput) *store.Plan {
 	lifetime := planKeys(u, in)
 	planUsage(u, in, lifetime)
 	planKeyCharges(u, in, lifetime)
+	planUnlisted(u, in)
 	// Tasks: the part of the pass no chunk has applied yet.
 	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks, u.BlockedKeys)
 	u.Tasks = rows
@@ -180,6 +181,60 @@ func planKeyCharges(u *store.Plan, in planInput, lifetime map[string]upstream.Ke
 			})
 		}
 	}
+}
+
+// planUnlisted plans, for each settled day from CHARGE_FROM's on, each purpose's total as an
+// unlisted_requests observation: the store charges what it exceeds the purpose's key_requests
+// rows of the day and its earlier remainders (requests of keys revoked before any listing showed
+// them). A purpose with a key the guard halts is left out for the day: its remainder would
+// charge the halted key's requests, which the guard refused to trust.
+func planUnlisted(u *store.Plan, in planInput) {
+	cfDay := startOfDay(in.chargeFrom)
+	halted := map[string]bool{} // purpose → a key of it is blocked
+	for _, w := range in.windows {
+		for _, k := range w.keys.Keys {
+			if _, b := u.BlockedKeys[k.ID]; b {
+				halted[purposeOf(k, in.lifetime)] = true
+			}
+		}
+	}
+	for _, k := range in.lifetime.Keys {
+		if _, b := u.BlockedKeys[k.ID]; b {
+			halted[k.Purpose] = true
+		}
+	}
+	for _, w := range in.windows {
+		if w.day.Before(cfDay) || in.now.Before(w.day.Add(day+in.settleLag)) {
+			continue
+		}
+		src := w.purposes
+		if w.partial != nil {
+			if w.partialPurposes == nil {
+				continue
+			}
+			src = *w.partialPurposes
+		}
+		d := w.day.Format(time.DateOnly)
+		for purpose, n := range src.RequestsByPurpose {
+			if n < 0 || halted[purpose] {
+				continue
+			}
+			u.Unlisted = append(u.Unlisted, store.Charge{
+				UserID: in.userID, Family: store.FamilyUnlisted, Subject: store.UnlistedSubject(purpose, w.day), Total: n,
+				Meta: map[string]any{"purpose": purpose, "day": d, "partial_from": partialFrom(w, in.chargeFrom)},
+			})
+		}
+	}
+}
+
+// purposeOf is a window key's purpose as the lifetime listing says, else as the window says.
+func purposeOf(k upstream.Key, lifetime upstream.KeyList) string {
+	for _, lk := range lifetime.Keys {
+		if lk.ID == k.ID && lk.Purpose != "" {
+			return lk.Purpose
+		}
+	}
+	return k.Purpose
 }
 
 // settledThrough is the plan's settled mark. A day is settled once it has been read at or after

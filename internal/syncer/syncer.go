@@ -47,7 +47,7 @@ type Options struct {
 	FailureBackoffMax  time.Duration
 	MaxBackfillDays    int
 	ChargeEnabled      bool
-	ChargeFrom         *time.Time // nil → each user's enrolment
+	ChargeFrom         *time.Time // nil → each user's go-live (Lease.LiveAt; the enrolment in shadow mode)
 	WorkerID           string
 	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
 	// backoff, cycles, revision sweeps and the revision window use the database's now(), the one
@@ -153,18 +153,39 @@ type Summary struct {
 	RunID                                             string
 	Cycle                                             int64 // the shared cycle it took users for; 0 for --user
 	Due, Synced, Degraded, Failed, Skipped, Abandoned int
-	Duration                                          time.Duration
-	Failures                                          []UserFailure
+	// Paused counts the users the run selected that an operator paused (usage-sync pause),
+	// those a pause stopped in flight included: not synced, and not a failure.
+	Paused   int
+	Duration time.Duration
+	Failures []UserFailure
+	// SkippedUsers and PausedUsers name the first of the skipped and paused users.
+	SkippedUsers, PausedUsers []string
 }
 
-// OK reports whether every user the cycle took on was synced.
+// OK reports whether every user the run was responsible for synced: users another live worker
+// held (skipped) or an operator paused were not its to sync.
 func (s Summary) OK() bool { return s.Failed == 0 && s.Abandoned == 0 }
 
 // Line is the one-line summary --once prints on stderr.
 func (s Summary) Line() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "usage-sync: run %s: %d users: %d synced (%d degraded), %d failed, %d skipped (leased by another worker), %d abandoned in %s",
-		s.RunID, s.Due, s.Synced, s.Degraded, s.Failed, s.Skipped, s.Abandoned, s.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, "usage-sync: run %s: %d users: %d synced (%d degraded), %d failed, %d skipped (leased by another worker), %d abandoned",
+		s.RunID, s.Due, s.Synced, s.Degraded, s.Failed, s.Skipped, s.Abandoned)
+	if s.Paused > 0 {
+		fmt.Fprintf(&b, ", %d paused", s.Paused)
+	}
+	fmt.Fprintf(&b, " in %s", s.Duration.Round(time.Millisecond))
+	named := func(what string, n int, users []string) {
+		if n == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "; %s: %s", what, strings.Join(users, " "))
+		if n > len(users) {
+			fmt.Fprintf(&b, " and %d more", n-len(users))
+		}
+	}
+	named("skipped", s.Skipped, s.SkippedUsers)
+	named("paused", s.Paused, s.PausedUsers)
 	for i, f := range s.Failures {
 		if i == 3 {
 			fmt.Fprintf(&b, "; and %d more", len(s.Failures)-3)
@@ -182,6 +203,7 @@ const (
 	outcomeDegraded
 	outcomeFailed
 	outcomeAbandoned
+	outcomePaused // a pause fenced the sync out in flight
 )
 
 // runCycle is RunCycle without its observer (observe.go). Readers claim users and read them;
@@ -191,10 +213,11 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	start := time.Now()
 	sum := Summary{RunID: newID()}
 	log := s.log.With(zap.String("run_id", sum.RunID))
-	req, err := s.startCycle(ctx, log, o, &sum)
+	req, endMember, err := s.startCycle(ctx, log, o, &sum)
 	if err != nil {
 		return sum, err
 	}
+	defer endMember()
 	workers := s.opts.Concurrency
 	if o.UserID != "" {
 		workers = 1
@@ -213,40 +236,46 @@ func (s *Syncer) runCycle(ctx context.Context, o CycleOptions) (Summary, error) 
 	readers.Wait()
 	close(jobs)
 	writers.Wait()
-	return s.endCycle(ctx, log, req, &sum, start, t.claimErr)
+	return s.endCycle(ctx, log, req, &sum, start, t)
 }
 
 // startCycle enrols new profiles (a run for one user: only that user) and, unless the run is
-// for one user, joins or starts the shared cycle; it returns what the run's claims ask for.
-func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, error) {
-	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock}
+// for one user, joins or starts the shared cycle; it returns what the run's claims ask for and
+// the func that ends the run's membership of its cycle once its users are done.
+func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions, sum *Summary) (store.ClaimRequest, func(), error) {
+	req := store.ClaimRequest{Owner: s.opts.WorkerID, RunID: sum.RunID, TTL: s.opts.LeaseTTL, All: o.All, UserID: o.UserID, Clock: s.clock,
+		Live: s.opts.ChargeEnabled}
+	endMember := func() {}
 	if o.UserID != "" {
 		ok, err := s.st.HasUser(ctx, o.UserID)
 		if err != nil {
-			return req, fmt.Errorf("start cycle: %w", err)
+			return req, endMember, fmt.Errorf("start cycle: %w", err)
 		}
 		if !ok {
-			return req, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
+			return req, endMember, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 		}
 	}
 	enrolled, err := s.st.Enrol(ctx, s.at(), o.UserID)
 	if err != nil {
-		return req, fmt.Errorf("start cycle: %w", err)
+		return req, endMember, fmt.Errorf("start cycle: %w", err)
 	}
 	// A run for one user (--user, a webhook) takes that user once, whichever cycle took it; every
-	// other run joins the cycle the other workers are in, so replicas split it (docs/cycles.md).
+	// other run joins the cycle while another live worker is in it, so replicas split it, and
+	// otherwise starts a new one (docs/cycles.md).
 	cycle := store.Cycle{}
 	if o.UserID == "" {
-		if cycle, err = s.st.JoinCycle(ctx, sum.RunID, s.at(), cycleJoinWindow); err != nil {
-			return req, fmt.Errorf("start cycle: %w", err)
+		m := store.CycleMember{RunID: sum.RunID, Worker: s.opts.WorkerID, TTL: s.opts.LeaseTTL, Clock: s.clock}
+		if cycle, err = s.st.JoinCycle(ctx, m, cycleJoinWindow); err != nil {
+			return req, endMember, fmt.Errorf("start cycle: %w", err)
 		}
 		req.Cycle, sum.Cycle = cycle.ID, cycle.ID
+		endMember = s.keepMember(ctx, log, m)
 	}
 	log.Info("sync.cycle.start", zap.String("trigger", o.Trigger), zap.Int64("enrolled", enrolled),
 		zap.Int64("cycle", cycle.ID), zap.Bool("joined", cycle.Joined), zap.Time("cycle_started_at", cycle.StartedAt),
 		zap.Bool("all", o.All), zap.String("only_user", o.UserID), zap.Bool("charge_enabled", s.opts.ChargeEnabled),
 		zap.Int("concurrency", s.opts.Concurrency))
-	return req, nil
+	return req, endMember, nil
 }
 
 // tally counts a cycle's outcomes as readers and writers record them, and logs progress.
@@ -282,6 +311,9 @@ func (t *tally) record(user string, oc outcome, err error) {
 		sum.Failures = append(sum.Failures, UserFailure{UserID: user, Error: err.Error()})
 	case outcomeAbandoned:
 		sum.Abandoned++
+	case outcomePaused:
+		// Not the run's to sync after all: endCycle counts it among the paused users.
+		sum.Due--
 	}
 	select {
 	case <-t.progress.C:
@@ -348,16 +380,18 @@ func (s *Syncer) claimLoop(ctx context.Context, log *zap.Logger, req store.Claim
 	}
 }
 
-// endCycle counts the users left to other workers and logs the cycle's summary.
-func (s *Syncer) endCycle(ctx context.Context, log *zap.Logger, req store.ClaimRequest, sum *Summary, start time.Time, claimErr error) (Summary, error) {
-	if n, err := s.st.LeasedElsewhere(context.WithoutCancel(ctx), req); err == nil {
-		sum.Skipped = n
+// endCycle counts the users left to other workers or paused and logs the cycle's summary.
+func (s *Syncer) endCycle(ctx context.Context, log *zap.Logger, req store.ClaimRequest, sum *Summary, start time.Time, t *tally) (Summary, error) {
+	claimErr := t.claimErr
+	if left, err := s.st.LeftToOthers(context.WithoutCancel(ctx), req); err == nil {
+		sum.Skipped, sum.SkippedUsers = left.Leased, left.LeasedUsers
+		sum.Paused, sum.PausedUsers = left.Paused, left.PausedUsers
 	}
 	sum.Duration = time.Since(start)
 	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].UserID < sum.Failures[j].UserID })
 	fields := []zap.Field{zap.Int("users", sum.Due), zap.Int("synced", sum.Synced), zap.Int("degraded", sum.Degraded),
 		zap.Int("failed", sum.Failed), zap.Int("skipped", sum.Skipped), zap.Int("abandoned", sum.Abandoned),
-		zap.Duration("duration", sum.Duration)}
+		zap.Int("paused", sum.Paused), zap.Duration("duration", sum.Duration)}
 	if claimErr != nil {
 		// The error itself is logged once, by the caller that decides what it means.
 		log.Warn("sync.cycle.done", append(fields, zap.Bool("aborted", true))...)
@@ -421,8 +455,7 @@ func (s *Syncer) readLeased(ctx context.Context, runLog *zap.Logger, runID strin
 		return nil, outcomeAbandoned, err
 	}
 	if errors.Is(err, store.ErrLeaseLost) {
-		log.Warn("sync.user.lease_lost", zap.Duration("duration", time.Since(started)))
-		return nil, outcomeAbandoned, err
+		return nil, s.leaseLost(ctx, log, lease, started), err
 	}
 	if timedOut && !errors.Is(err, errUserTimeout) {
 		err = fmt.Errorf("%w: %w", errUserTimeout, err)
@@ -441,8 +474,7 @@ func (s *Syncer) finish(ctx context.Context, runID string, j *finishJob) (outcom
 		defer s.hooks.AfterFinish(j.lease.UserID)
 	}
 	if errors.Is(err, store.ErrLeaseLost) {
-		j.log.Warn("sync.user.lease_lost", zap.Duration("duration", time.Since(j.started)))
-		return outcomeAbandoned, err
+		return s.leaseLost(ctx, j.log, j.lease, j.started), err
 	}
 	if err != nil {
 		return outcomeFailed, s.fail(ctx, j.log, runID, j.lease, err, time.Since(j.started))
@@ -452,6 +484,18 @@ func (s *Syncer) finish(ctx context.Context, runID string, j *finishJob) (outcom
 		return outcomeDegraded, nil
 	}
 	return outcomeSynced, nil
+}
+
+// leaseLost logs a sync that lost its lease and says what it was: stopped by usage-sync pause
+// (the pause took the lease; nothing was written after it) or abandoned (another worker took
+// the user over after the lease expired).
+func (s *Syncer) leaseLost(ctx context.Context, log *zap.Logger, lease *store.Lease, started time.Time) outcome {
+	if paused, err := s.st.IsPaused(context.WithoutCancel(ctx), lease.UserID); err == nil && paused {
+		log.Info("sync.user.paused", zap.Duration("duration", time.Since(started)))
+		return outcomePaused
+	}
+	log.Warn("sync.user.lease_lost", zap.Duration("duration", time.Since(started)))
+	return outcomeAbandoned
 }
 
 // renew extends the lease every third of its TTL until ctx ends; a lost lease stops the sync.

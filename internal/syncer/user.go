@@ -17,6 +17,9 @@ type window struct {
 	keys     upstream.KeyList
 	partial  *upstream.KeyList // [CHARGE_FROM, day end) when CHARGE_FROM falls inside this day
 	purposes upstream.UsageMetrics
+	// partialPurposes is the per-purpose totals of [CHARGE_FROM, day end), read with partial
+	// only when the day is settled: the remainder charged as unlisted_requests is of that range.
+	partialPurposes *upstream.UsageMetrics
 }
 
 type userResult struct {
@@ -49,10 +52,16 @@ type pass struct {
 	days            []time.Time
 }
 
+// With CHARGE_FROM empty, a live pass charges from the user's go-live (the later of its
+// enrolment and the first take by a live worker, recorded by the claim), so a shadow trial's
+// usage is never charged; a shadow pass observes from the enrolment.
 func (s *Syncer) newPass(lease *store.Lease) pass {
 	p := pass{now: s.opts.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled}
-	if s.opts.ChargeFrom != nil {
+	switch {
+	case s.opts.ChargeFrom != nil:
 		p.chargeFrom = s.opts.ChargeFrom.UTC()
+	case !p.shadow && lease.LiveAt != nil:
+		p.chargeFrom = lease.LiveAt.UTC()
 	}
 	p.days = passDays(p.now, p.chargeFrom, lease.SettledThrough, s.opts.MaxBackfillDays)
 	return p
@@ -157,7 +166,7 @@ func (s *Syncer) readUsage(ctx context.Context, lease *store.Lease, p *pass, sta
 	res.days = len(p.days)
 	u.windows = make([]window, 0, len(p.days))
 	for _, d := range p.days {
-		w, err := s.readWindow(ctx, lease.UserID, d, p.chargeFrom)
+		w, err := s.readWindow(ctx, lease.UserID, d, p.chargeFrom, !p.now.Before(d.Add(day+s.opts.SettleLag)))
 		if err != nil {
 			return u, err
 		}
@@ -247,8 +256,9 @@ func (s *Syncer) applyUser(ctx context.Context, log *zap.Logger, lease *store.Le
 }
 
 // readWindow reads one UTC day's key listing and per-purpose totals, and the listing from
-// CHARGE_FROM on when it falls inside the day.
-func (s *Syncer) readWindow(ctx context.Context, user string, start, chargeFrom time.Time) (window, error) {
+// CHARGE_FROM on when it falls inside the day (with the per-purpose totals of that range too
+// when the day is settled: only a settled day's remainder is charged).
+func (s *Syncer) readWindow(ctx context.Context, user string, start, chargeFrom time.Time, settled bool) (window, error) {
 	w := window{day: start}
 	end := start.Add(day)
 	var err error
@@ -261,6 +271,13 @@ func (s *Syncer) readWindow(ctx context.Context, user string, start, chargeFrom 
 			return w, fmt.Errorf("window from CHARGE_FROM %s: %w", chargeFrom.Format(time.RFC3339Nano), err)
 		}
 		w.partial = &p
+		if settled {
+			pu, err := s.up.APIUsage(ctx, user, &chargeFrom, &end)
+			if err != nil {
+				return w, fmt.Errorf("window from CHARGE_FROM %s: %w", chargeFrom.Format(time.RFC3339Nano), err)
+			}
+			w.partialPurposes = &pu
+		}
 	}
 	if w.purposes, err = s.up.APIUsage(ctx, user, &start, &end); err != nil {
 		return w, fmt.Errorf("window %s: %w", start.Format(time.DateOnly), err)
@@ -347,6 +364,12 @@ func (b *taskBounds) add(page upstream.TaskPage) error {
 
 func logCharges(log *zap.Logger, r store.ChargeResult, shadow bool) {
 	for _, rev := range r.Revisions {
+		if rev.Family == store.FamilyUnlisted {
+			log.Error("charge.unlisted_inconsistent", zap.String("subject", rev.Subject),
+				zap.Int64("purpose_total", rev.Total), zap.Int64("already_charged", rev.Charged),
+				zap.String("action", "nothing charged for this purpose and day"))
+			continue
+		}
 		log.Warn("credits.revision_down", zap.String("subject", rev.Subject), zap.String("family", string(rev.Family)),
 			zap.Int64("observed_total", rev.Total), zap.Int64("already_charged", rev.Charged),
 			zap.String("action", "not refunded"))
