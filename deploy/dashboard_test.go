@@ -13,16 +13,18 @@ import (
 	"github.com/usage-sync/usage-sync/internal/metrics"
 )
 
-// ageSource stands in for the database so the oldest-success gauge is exposed.
-type ageSource struct{}
+// dbSource stands in for the database so the database-backed gauges are exposed.
+type dbSource struct{}
 
-func (ageSource) OldestSuccessAge(context.Context) (float64, bool, error) { return 1, true, nil }
+func (dbSource) OldestSuccessAge(context.Context) (float64, bool, error) { return 1, true, nil }
+func (dbSource) UsersEnrolled(context.Context) (float64, bool, error)    { return 4, true, nil }
+func (dbSource) UsersInError(context.Context) (float64, bool, error)     { return 1, true, nil }
+func (dbSource) PausedUsers(context.Context) (int64, error)              { return 0, nil }
 
 // exposed is every metric name the binary serves (histogram series names included).
 func exposed(t *testing.T) map[string]bool {
 	t.Helper()
-	m := metrics.New(ageSource{}, nil)
-	m.Request("keys", "200") // the requests counter has no series before the first request
+	m := metrics.New(dbSource{}, nil)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +67,11 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 		t.Fatal("the dashboard has no panels")
 	}
 	var exprs []string
+	since := ""
 	for _, p := range dash.Panels {
+		if p.Title == "Since the last full cycle" && len(p.Targets) > 0 {
+			since = p.Targets[0].Expr
+		}
 		if len(p.Targets) == 0 {
 			t.Errorf("panel %q queries nothing", p.Title)
 		}
@@ -73,8 +79,14 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 			exprs = append(exprs, tg.Expr)
 		}
 	}
-	for _, r := range loadRules(t) {
+	rules := loadRules(t)
+	for _, r := range rules {
 		exprs = append(exprs, r.Expr)
+	}
+	// The panel shows what the alert pages on: the process start while no cycle has completed,
+	// never time() - 0 (56 years after every restart).
+	if since == "" || !strings.Contains(rules["UsageSyncNoSuccessfulCycle"].Expr, since) || !strings.Contains(since, "process_start_time_seconds") {
+		t.Errorf("panel \"Since the last full cycle\" queries %q, not UsageSyncNoSuccessfulCycle's %q", since, rules["UsageSyncNoSuccessfulCycle"].Expr)
 	}
 	used := map[string]bool{}
 	for _, e := range exprs {
@@ -93,7 +105,8 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 	for _, n := range []string{"usage_sync_cycles_total", "usage_sync_cycle_duration_seconds_bucket", "usage_sync_user_syncs_total",
 		"usage_sync_upstream_requests_total", "usage_sync_upstream_retries_total", "usage_sync_ledger_rows_total",
 		"usage_sync_credits_charged_total", "usage_sync_credits_debited_total", "usage_sync_credits_shortfall_total",
-		"usage_sync_last_cycle_success_timestamp_seconds", "usage_sync_oldest_success_age_seconds"} {
+		"usage_sync_last_cycle_success_timestamp_seconds", "usage_sync_oldest_success_age_seconds",
+		"usage_sync_database_up", "usage_sync_users_in_error", "usage_sync_users_enrolled"} {
 		if !served[n] {
 			t.Errorf("the binary does not serve %s", n)
 		}

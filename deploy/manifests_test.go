@@ -151,6 +151,8 @@ func TestProbesMatchTheBinary(t *testing.T) {
 	if p := c.LivenessProbe.HTTPGet.Path; p != health.LivePath {
 		t.Fatalf("liveness path %s, binary serves %s", p, health.LivePath)
 	}
+	// The daemon waits for its database serving /livez 200 and /readyz 503: a startup or
+	// liveness probe on /readyz would restart it into CrashLoopBackOff during an outage.
 	if p := c.StartupProbe.HTTPGet.Path; p != health.LivePath {
 		t.Fatalf("startup path %s, binary serves %s", p, health.LivePath)
 	}

@@ -155,17 +155,25 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return usageError(stderr, "--user %q is not a UUID: give the user's id from profiles, such as 3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d", *user)
 	}
 
-	app, err := start(ctx, getenv, config.ModeSync, stderr)
+	// --once fails fast when the database is not there (a CronJob retries it); the daemon
+	// starts without it and waits (waitForDatabase), serving its probes meanwhile.
+	open := store.Open
+	if !*once {
+		open = store.New
+	}
+	app, err := startWith(ctx, getenv, config.ModeSync, stderr, open)
 	if err != nil {
 		return err
 	}
 	defer app.close()
 
-	if err := app.st.CheckSchema(app.startupCtx); err != nil {
-		if errors.Is(err, store.ErrSchemaOutdated) {
-			return app.fail(ExitRuntime, "check schema", err)
+	if *once {
+		if err := app.st.CheckSchema(app.startupCtx); err != nil {
+			if errors.Is(err, store.ErrSchemaOutdated) {
+				return app.fail(ExitRuntime, "check schema", err)
+			}
+			return app.fail(ExitRuntime, "check schema", fmt.Errorf("check schema: %w", err))
 		}
-		return app.fail(ExitRuntime, "check schema", fmt.Errorf("check schema: %w", err))
 	}
 	var ob *ops
 	if wantOps(app.cfg, *once, getenv) {
@@ -184,6 +192,13 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return app.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))
 	}
 	app.stopStartup()
+	if !*once {
+		if err := app.waitForDatabase(ctx); err != nil {
+			// Only a signal ends the wait.
+			app.log.Info("daemon.stopped", zap.String("while", "waiting for the database"))
+			return nil
+		}
+	}
 	sy := syncer.New(app.st, up, app.log, syOpts)
 
 	if *once {
@@ -301,8 +316,16 @@ type app struct {
 	stopStartup context.CancelFunc
 }
 
-// start loads and validates the configuration for mode, builds the logger and opens the store.
+// start loads and validates the configuration for mode, builds the logger and opens the store,
+// failing when the database does not answer.
 func start(ctx context.Context, getenv func(string) string, mode config.Mode, stderr io.Writer) (*app, error) {
+	return startWith(ctx, getenv, mode, stderr, store.Open)
+}
+
+// startWith is start with the function that opens the store: store.Open (connect now) or
+// store.New (connect later, for the daemon that waits for its database).
+func startWith(ctx context.Context, getenv func(string) string, mode config.Mode, stderr io.Writer,
+	open func(context.Context, string, store.Options) (*store.Store, error)) (*app, error) {
 	cfg, loadErr := config.Load(getenv)
 	if err := errors.Join(loadErr, cfg.Validate(mode)); err != nil {
 		fmt.Fprintf(stderr, "usage-sync: the configuration has problems (usage-sync --help lists every variable):\n%v\n", err)
@@ -331,7 +354,7 @@ func start(ctx context.Context, getenv func(string) string, mode config.Mode, st
 	}
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
-	st, err := store.Open(a.startupCtx, cfg.DatabaseURL, store.Options{
+	st, err := open(a.startupCtx, cfg.DatabaseURL, store.Options{
 		MaxConns:     int32(cfg.PoolSize()),
 		PoolMode:     cfg.DBPoolMode,
 		Logger:       log,

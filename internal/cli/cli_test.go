@@ -205,7 +205,7 @@ func TestUnreachableDatabase(t *testing.T) {
 		args []string
 		env  func(string) string
 	}{
-		{"daemon", nil, env(closedDB)},
+		// The daemon waits instead (TestDaemonWaitsForItsDatabase).
 		{"once", []string{"--once", "--all"}, env(closedDB)},
 		// migrate needs only the database: no upstream settings, and a schedule it ignores.
 		{"migrate", []string{"migrate"}, func(k string) string {
@@ -230,6 +230,9 @@ func TestUnreachableDatabase(t *testing.T) {
 			// migrate runs at LOG_LEVEL info here, where it does not dump its configuration.
 			if logged := strings.Contains(r.stderr, `"config.loaded"`); logged != (tt.name != "migrate") {
 				t.Errorf("config.loaded logged: %v, want %v:\n%s", logged, tt.name != "migrate", r.stderr)
+			}
+			if strings.Contains(r.stderr, "daemon.database_wait") {
+				t.Errorf("%s waited for the database instead of failing fast:\n%s", tt.name, r.stderr)
 			}
 			if tt.name != "migrate" && !strings.Contains(r.stderr, `"DATABASE_URL":"postgres://app:xxxxx@127.0.0.1:1/app`) {
 				t.Errorf("config.loaded should show the redacted database URL:\n%s", r.stderr)
@@ -317,7 +320,8 @@ func TestMigrate(t *testing.T) {
 func TestSchemaOutdated(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.EmptyDB(t, pgtest.Plain)
-	for _, args := range [][]string{nil, {"--once"}} {
+	// The daemon waits for the migration instead (TestDaemonWaitsForItsDatabase).
+	for _, args := range [][]string{{"--once"}} {
 		r := run(t, env(dsn), args...)
 		if r.code != ExitRuntime {
 			t.Fatalf("%v on an unmigrated database: exit %d (%v), want %d", args, r.code, r.err, ExitRuntime)

@@ -38,6 +38,8 @@ Usage:
       syncs the users who asked for it through public.request_sync(). No webhook or request
       syncs one user more than once per TRIGGER_MIN_INTERVAL; a webhook waits out the user's
       failure backoff, a request may skip it.
+      Started while the database is unreachable or its schema is behind, it waits for it
+      (retrying with backoff, unready meanwhile) instead of exiting.
   usage-sync --once [--all | --user UUID]
       Run one cycle for every due user whatever SYNC_ENABLED says, print a one-line summary on
       stderr and exit.
@@ -88,8 +90,9 @@ Exit codes:
      (resume: the user is not paused; resync: it failed or another worker held the user;
      verify: a difference was found, or a user could not be read)
   2  usage or configuration error
-  3  runtime error: database unreachable, schema outdated (run usage-sync migrate),
-     upstream client misconfigured, migrate stopped on exposed dashboard tables
+  3  runtime error: --once, migrate, report: database unreachable, schema outdated (run
+     usage-sync migrate); any command: upstream client misconfigured; migrate stopped on
+     exposed dashboard tables
 
 Signals: SIGINT or SIGTERM stops gracefully (users in flight finish or are abandoned and
 retried later); a second one exits at once with code 130.

@@ -37,6 +37,15 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// expectGet fails the test unless GET url answers code with body in it.
+func expectGet(t *testing.T, url string, code int, body string) {
+	t.Helper()
+	got, b := get(t, url)
+	if got != code || !strings.Contains(b, body) {
+		t.Fatalf("GET %s = %d %q, want %d with %q", url, got, b, code, body)
+	}
+}
+
 // The probes of a running daemon: live and ready after start; ready turns 503, with the reason,
 // while the database is cut away (a TCP proxy drops every connection) or its schema is behind,
 // and recovers by itself; live stays 200 throughout, and /metrics keeps answering.
@@ -47,13 +56,7 @@ func TestProbes(t *testing.T) {
 	var stderr output
 	stop := daemon(t, env(viaProxy, "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *"), &stderr)
 	base := opsAddr(t, &stderr)
-	expect := func(path string, code int, body string) {
-		t.Helper()
-		got, b := get(t, base+path)
-		if got != code || !strings.Contains(b, body) {
-			t.Fatalf("GET %s = %d %q, want %d with %q", path, got, b, code, body)
-		}
-	}
+	expect := func(path string, code int, body string) { t.Helper(); expectGet(t, base+path, code, body) }
 	// ready recovers on its own once the database answers again: each failed check drops a
 	// dead pooled connection, so it turns 200 within the pool's size of attempts.
 	eventuallyReady := func() {

@@ -8,8 +8,8 @@ import (
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 )
 
-// BenchmarkScrape is one /metrics gather with 10,000 enrolled users, the oldest-success query
-// at scrape time included: what a scrape costs the database and the process.
+// BenchmarkScrape is one /metrics gather with 10,000 enrolled users, the database-backed gauges'
+// reads at scrape time included: what a scrape costs the database and the process.
 func BenchmarkScrape(b *testing.B) {
 	st, dsn := pgtest.Open(b, pgtest.Plain)
 	if _, err := pgtest.Pool(b, dsn).Exec(context.Background(), `
@@ -22,7 +22,7 @@ func BenchmarkScrape(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		m    *metrics.Metrics
-	}{{"with-age-query", metrics.New(st, nil)}, {"collectors-only", metrics.New(nil, nil)}} {
+	}{{"with-database-gauges", metrics.New(st, nil)}, {"collectors-only", metrics.New(nil, nil)}} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				if _, err := c.m.Registry().Gather(); err != nil {

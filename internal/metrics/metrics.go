@@ -14,13 +14,18 @@ import (
 	"github.com/usage-sync/usage-sync/internal/syncer"
 )
 
-// AgeQueryTimeoutDefault bounds the query behind usage_sync_oldest_success_age_seconds at scrape
-// time, so a slow database delays a scrape by at most this much.
-const AgeQueryTimeoutDefault = 5 * time.Second
+// ScrapeQueryTimeoutDefault bounds the database reads of one scrape, all of them together, so a
+// slow or hung database delays a scrape by at most this much (Prometheus's scrape_timeout
+// defaults to 10 s; docs/operations.md).
+const ScrapeQueryTimeoutDefault = time.Second
 
-// AgeSource is what the oldest-success gauge reads at scrape time; *store.Store implements it.
-type AgeSource interface {
+// Source is what the gauges read from the database at scrape time (dbgauges.go);
+// *store.Store implements it. Each read returns ok false when it has no value (no user enrolled).
+type Source interface {
 	OldestSuccessAge(ctx context.Context) (seconds float64, ok bool, err error)
+	UsersEnrolled(ctx context.Context) (n float64, ok bool, err error)
+	UsersInError(ctx context.Context) (n float64, ok bool, err error)
+	PausedUsers(ctx context.Context) (int64, error)
 }
 
 // Metrics is one process's collectors. It observes the syncer (syncer.Observer) and the upstream
@@ -40,6 +45,7 @@ type Metrics struct {
 	debited       prometheus.Counter
 	shortfall     prometheus.Counter
 	lastSuccess   prometheus.Gauge
+	db            *dbCollector // nil without a Source
 }
 
 // Label values known in advance; their series exist from the start at 0, so rates and alerts
@@ -48,12 +54,14 @@ var (
 	cycleOutcomes = []string{"ok", "partial", "aborted"}
 	userStatuses  = []string{"ok", "degraded", "error", "skipped", "abandoned"}
 	upstreamOps   = []string{"keys", "usage", "tasks"}
-	ledgerSources = []string{"task", "task_adjust", "key_requests", "unlisted_requests"}
+	// upstreamCodes are the codes the alert rules name or divide by; other codes' series appear
+	// on their first attempt (docs/operations.md, "A lost first increment").
+	upstreamCodes = []string{"200", "401", "403", "429", "500", "error"}
 )
 
 // New registers every collector, the Go and process collectors included, on a fresh registry.
-// ages may be nil (no oldest-success gauge); log receives the gauge's query failures.
-func New(ages AgeSource, log *zap.Logger) *Metrics {
+// db may be nil (no database-backed gauges); log receives their query failures.
+func New(db Source, log *zap.Logger) *Metrics {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -110,20 +118,20 @@ func New(ages AgeSource, log *zap.Logger) *Metrics {
 	}
 	for _, op := range upstreamOps {
 		m.retries.WithLabelValues(op)
+		for _, code := range upstreamCodes {
+			m.requests.WithLabelValues(op, code)
+		}
 	}
-	for _, s := range ledgerSources {
+	for _, s := range store.LedgerSources() {
 		m.ledgerRows.WithLabelValues(s)
 		m.ledgerRows.WithLabelValues(store.ShadowPrefix + s)
 	}
 	m.reg.MustRegister(m.cycles, m.cycleDuration, m.userSyncs, m.requests, m.retries, m.ledgerRows,
 		m.charged, m.debited, m.shortfall, m.lastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if ages != nil {
-		m.reg.MustRegister(&ageCollector{src: ages, log: log, timeout: AgeQueryTimeoutDefault})
-	}
-	// The store behind the age gauge counts the paused users too (usage_sync_users_paused).
-	if p, ok := ages.(PausedSource); ok {
-		m.reg.MustRegister(&pausedCollector{src: p, log: log, timeout: AgeQueryTimeoutDefault})
+	if db != nil {
+		m.db = newDBCollector(db, log, ScrapeQueryTimeoutDefault, func() time.Time { return m.now() })
+		m.reg.MustRegister(m.db)
 	}
 	return m
 }
@@ -181,32 +189,3 @@ func (m *Metrics) Request(op, code string) { m.requests.WithLabelValues(op, code
 
 // Retry implements upstream.Observer.
 func (m *Metrics) Retry(op string) { m.retries.WithLabelValues(op).Inc() }
-
-// ageCollector reads usage_sync_oldest_success_age_seconds from the database at scrape time, so
-// the number keeps growing while no cycle runs, which is exactly when it must be alerted on.
-type ageCollector struct {
-	src     AgeSource
-	log     *zap.Logger
-	timeout time.Duration
-}
-
-var ageDesc = prometheus.NewDesc("usage_sync_oldest_success_age_seconds",
-	"Seconds since the least recently synced user of profiles last synced successfully (since its enrolment if it never did), read from the database at scrape time; absent while the database does not answer or no user is enrolled.",
-	nil, nil)
-
-func (c *ageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ageDesc }
-
-func (c *ageCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	age, ok, err := c.src.OldestSuccessAge(ctx)
-	if err != nil {
-		// The scrape goes on without the gauge: /readyz reports the database, and a scrape
-		// failing as a whole would hide every other metric.
-		c.log.Debug("metrics.oldest_success_age_failed", zap.Error(err))
-		return
-	}
-	if ok {
-		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, age)
-	}
-}

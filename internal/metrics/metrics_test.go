@@ -15,6 +15,7 @@ import (
 	"github.com/usage-sync/usage-sync/internal/metrics"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
+	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
@@ -43,15 +44,7 @@ func (s scrape) sum(name string, match ...string) float64 {
 	}
 	var total float64
 	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		ok := true
-		for i := 0; i+1 < len(match); i += 2 {
-			ok = ok && labels[match[i]] == match[i+1]
-		}
-		if !ok {
+		if !matches(m, match...) {
 			continue
 		}
 		switch {
@@ -64,6 +57,20 @@ func (s scrape) sum(name string, match ...string) float64 {
 		}
 	}
 	return total
+}
+
+// matches reports whether m's labels include every name, value pair of match.
+func matches(m *dto.Metric, match ...string) bool {
+	labels := map[string]string{}
+	for _, l := range m.GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	for i := 0; i+1 < len(match); i += 2 {
+		if labels[match[i]] != match[i+1] {
+			return false
+		}
+	}
+	return true
 }
 
 func q(t *testing.T, db *pgxpool.Pool, sql string, args ...any) float64 {
@@ -266,5 +273,168 @@ func TestCycleOutcomes(t *testing.T) {
 	}
 	if _, ok := s["usage_sync_oldest_success_age_seconds"]; ok {
 		t.Fatal("no age source, yet an age")
+	}
+}
+
+// Every labelled series the alert rules use exists at 0 before anything happened, so the first
+// increment after a scrape is a rise from 0 that increase() and rate() see.
+func TestSeriesAtZeroFromStart(t *testing.T) {
+	t.Parallel()
+	s := gather(t, metrics.New(nil, nil).Registry())
+	has := func(name string, match ...string) {
+		t.Helper()
+		if v := s.sum(name, match...); v != 0 {
+			t.Errorf("%s%v = %v, want a series at 0", name, match, v)
+		}
+		for _, m := range s[name].GetMetric() {
+			if matches(m, match...) {
+				return
+			}
+		}
+		t.Errorf("no series %s%v at start", name, match)
+	}
+	for _, o := range []string{"ok", "partial", "aborted"} {
+		has("usage_sync_cycles_total", "outcome", o)
+	}
+	for _, st := range []string{"ok", "degraded", "error", "skipped", "abandoned"} {
+		has("usage_sync_user_syncs_total", "status", st)
+	}
+	for _, op := range []string{"keys", "usage", "tasks"} {
+		has("usage_sync_upstream_retries_total", "op", op)
+		for _, code := range []string{"200", "401", "403", "429", "500", "error"} {
+			has("usage_sync_upstream_requests_total", "op", op, "code", code)
+		}
+	}
+	for _, src := range store.LedgerSources() {
+		has("usage_sync_ledger_rows_total", "source", src)
+		has("usage_sync_ledger_rows_total", "source", store.ShadowPrefix+src)
+	}
+}
+
+// The database-backed gauges never vanish: while the database is cut away or hangs, the scrape
+// answers within its bound, usage_sync_database_up is 0, the oldest-success age goes on from its
+// last reading (that value plus the time since) and the counts keep their last reading; once the
+// database answers, the readings are fresh again.
+func TestDatabaseGaugesDuringAnOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, direct := pgtest.Open(t, pgtest.Plain)
+	proxy, dsn := pgtest.NewProxy(t, direct)
+	st, err := store.Open(ctx, dsn, store.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	db := pgtest.Pool(t, direct)
+	if _, err := db.Exec(ctx, `
+		insert into profiles (user_id) select gen_random_uuid() from generate_series(1, 3);
+		insert into sync_state (user_id, enrolled_at, status) select user_id, now() - interval '2 hours', 'error' from profiles limit 1;
+		insert into sync_state (user_id, enrolled_at, last_success_at, status)
+			select user_id, now() - interval '1 day', now() - interval '1 minute', 'ok' from profiles
+			where user_id not in (select user_id from sync_state)`); err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(st, nil)
+	now := time.Now()
+	m.SetNow(func() time.Time { return now })
+	s := gather(t, m.Registry())
+	age := s.sum("usage_sync_oldest_success_age_seconds")
+	if s.sum("usage_sync_database_up") != 1 || age < 7200 || age > 7300 ||
+		s.sum("usage_sync_users_enrolled") != 3 || s.sum("usage_sync_users_in_error") != 1 {
+		t.Fatalf("with the database up: up %v, age %v, enrolled %v, in error %v", s.sum("usage_sync_database_up"), age,
+			s.sum("usage_sync_users_enrolled"), s.sum("usage_sync_users_in_error"))
+	}
+	for _, cut := range []struct {
+		name string
+		set  func(bool)
+	}{{"cut", proxy.SetDown}, {"hung", proxy.SetHung}} {
+		cut.set(true)
+		now = now.Add(100 * time.Second)
+		start := time.Now()
+		s = gather(t, m.Registry())
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s: a scrape took %s, beyond its bound", cut.name, took)
+		}
+		if got := s.sum("usage_sync_oldest_success_age_seconds"); got != age+100 {
+			t.Errorf("%s: age %v, want the last reading %v plus the 100 s since", cut.name, got, age)
+		}
+		if s.sum("usage_sync_database_up") != 0 || s.sum("usage_sync_users_enrolled") != 3 || s.sum("usage_sync_users_in_error") != 1 {
+			t.Errorf("%s: up %v, enrolled %v, in error %v; want 0 and the last readings", cut.name,
+				s.sum("usage_sync_database_up"), s.sum("usage_sync_users_enrolled"), s.sum("usage_sync_users_in_error"))
+		}
+		age += 100
+		cut.set(false)
+	}
+	proxy.SetDown(true) // drops the connections the hang held
+	proxy.SetDown(false)
+	for range 5 { // each failed scrape drops a dead pooled connection
+		if s = gather(t, m.Registry()); s.sum("usage_sync_database_up") == 1 {
+			break
+		}
+	}
+	if s.sum("usage_sync_database_up") != 1 || s.sum("usage_sync_oldest_success_age_seconds") > 7300 {
+		t.Fatalf("after the outage: up %v, age %v; want a fresh reading", s.sum("usage_sync_database_up"), s.sum("usage_sync_oldest_success_age_seconds"))
+	}
+}
+
+// hungSource is a database that does not answer until released: each read reports that it
+// started, then blocks until release is closed or its deadline passes.
+type hungSource struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h hungSource) read(ctx context.Context) (float64, bool, error) {
+	h.started <- struct{}{}
+	select {
+	case <-h.release:
+		return 0, false, context.Canceled
+	case <-ctx.Done():
+		return 0, false, ctx.Err()
+	}
+}
+
+func (h hungSource) OldestSuccessAge(ctx context.Context) (float64, bool, error) { return h.read(ctx) }
+func (h hungSource) UsersEnrolled(ctx context.Context) (float64, bool, error)    { return h.read(ctx) }
+func (h hungSource) UsersInError(ctx context.Context) (float64, bool, error)     { return h.read(ctx) }
+func (h hungSource) PausedUsers(ctx context.Context) (int64, error) {
+	_, _, err := h.read(ctx)
+	return 0, err
+}
+
+// A scrape that comes while another's database read hangs does not queue behind it: it answers
+// at once with the held values, so concurrent scrapes never add up their waits.
+func TestConcurrentScrapesDoNotQueueOnTheDatabase(t *testing.T) {
+	t.Parallel()
+	h := hungSource{started: make(chan struct{}, 4), release: make(chan struct{})}
+	m := metrics.New(h, nil)
+	m.SetScrapeQueryTimeout(time.Hour) // only release ends the first read
+	first := make(chan scrape, 1)
+	go func() {
+		mfs, _ := m.Registry().Gather() // a collector's failure shows as missing series below
+		out := scrape{}
+		for _, mf := range mfs {
+			out[mf.GetName()] = mf
+		}
+		first <- out
+	}()
+	<-h.started // the first scrape's read is in flight, and hangs
+	s := gather(t, m.Registry())
+	select {
+	case <-first:
+		t.Fatal("the second scrape returned only after the first")
+	default:
+	}
+	if v := s.sum("usage_sync_database_up"); v != 0 {
+		t.Errorf("database_up = %v while the database hangs, want 0", v)
+	}
+	select {
+	case <-h.started:
+		t.Fatal("the second scrape read the database too")
+	default:
+	}
+	close(h.release)
+	if v := (<-first).sum("usage_sync_database_up"); v != 0 {
+		t.Errorf("the first scrape: database_up = %v, want 0", v)
 	}
 }

@@ -1,7 +1,6 @@
 package pgtest
 
 import (
-	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -12,13 +11,17 @@ import (
 )
 
 // Proxy stands between a test's worker and PostgreSQL so the test can take the database away,
-// as a restart or a failover does, and bring it back.
+// as a restart or a failover does, and bring it back, or make it hang: accept connections and
+// never answer, as a stuck server or a black-holing network path does.
 type Proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
 	down   bool
 	conns  map[net.Conn]bool
+	// flowing is closed while bytes pass; while the proxy hangs it is open, and every byte read
+	// waits on it before being forwarded.
+	flowing chan struct{}
 }
 
 // NewProxy starts a proxy to the server of dsn and returns it with dsn rewritten to go through it.
@@ -33,7 +36,8 @@ func NewProxy(t testing.TB, dsn string) (*Proxy, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]bool{}, flowing: make(chan struct{})}
+	close(p.flowing)
 	t.Cleanup(func() { ln.Close(); p.SetDown(true) })
 	go p.serve()
 	return p, strings.Replace(dsn, target, ln.Addr().String(), 1)
@@ -59,8 +63,51 @@ func (p *Proxy) serve() {
 		}
 		p.conns[c], p.conns[s] = true, true
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
+		go p.pipe(s, c)
+		go p.pipe(c, s)
+	}
+}
+
+// pipe copies src to dst, holding each read while the proxy hangs.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer func() { src.Close(); dst.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			flowing := p.flowing
+			p.mu.Unlock()
+			<-flowing
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// SetHung makes the proxy hang (true): it keeps accepting connections and reading what is sent,
+// but forwards nothing either way, on new and open connections alike, until SetHung(false) or
+// SetDown(true).
+func (p *Proxy) SetHung(hung bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.setHungLocked(hung)
+}
+
+func (p *Proxy) setHungLocked(hung bool) {
+	select {
+	case <-p.flowing:
+		if hung {
+			p.flowing = make(chan struct{})
+		}
+	default:
+		if !hung {
+			close(p.flowing)
+		}
 	}
 }
 
@@ -70,6 +117,7 @@ func (p *Proxy) SetDown(down bool) {
 	defer p.mu.Unlock()
 	p.down = down
 	if down {
+		p.setHungLocked(false) // wakes the held pipes, which then find their connections closed
 		for c := range p.conns {
 			c.Close()
 		}

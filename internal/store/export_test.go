@@ -34,7 +34,7 @@ func (s *Store) PoolMode() string {
 // Pool is the store's own pool, for the one test that inspects the connections the store
 // itself used (no prepared statements in transaction mode); every other test opens its own
 // pool with pgtest.Pool.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+func (s *Store) Pool() *pgxpool.Pool { return s.pool.Pool }
 
 // HoldFence opens a transaction holding l's fence, as a chunk or the final apply does while it
 // writes, and returns the function that ends it.

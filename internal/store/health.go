@@ -35,3 +35,27 @@ func (s *Store) OldestSuccessAge(ctx context.Context) (seconds float64, ok bool,
 	}
 	return seconds, true, nil
 }
+
+// UsersEnrolled is how many users of profiles the worker has enrolled (a sync_state row) and
+// syncs: paused users are left out, as from the age.
+func (s *Store) UsersEnrolled(ctx context.Context) (float64, bool, error) {
+	return s.countUsers(ctx, "users enrolled", `s.status <> 'paused'`)
+}
+
+// UsersInError is how many users of profiles are in error now (their last sync failed).
+func (s *Store) UsersInError(ctx context.Context) (float64, bool, error) {
+	return s.countUsers(ctx, "users in error", `s.status = 'error'`)
+}
+
+// countUsers counts the enrolled users of profiles whose sync_state matches where (a constant
+// of this file, never input).
+func (s *Store) countUsers(ctx context.Context, what, where string) (float64, bool, error) {
+	var n float64
+	err := s.pool.QueryRow(ctx, `
+		select count(*)::float8 from sync_state s
+		where `+where+` and exists (select 1 from profiles p where p.user_id = s.user_id)`).Scan(&n)
+	if err != nil {
+		return 0, false, fmt.Errorf("count %s: %w", what, err)
+	}
+	return n, true, nil
+}

@@ -31,6 +31,17 @@ func UnlistedSubject(purpose string, day time.Time) string {
 // ShadowPrefix marks ledger sources written in shadow mode (CHARGE_ENABLED=false).
 const ShadowPrefix = "shadow:"
 
+// LedgerSources are the sources the worker posts ledger rows under (shadow rows add
+// ShadowPrefix). The metrics create a series at 0 for each, so a new source is one line here.
+func LedgerSources() []string {
+	return []string{
+		"task",
+		"task_adjust",
+		"key_requests",
+		"unlisted_requests",
+	}
+}
+
 // Charge is one observation of usage: Subject (a task id, or "<key id>/<UTC day>") had reached
 // Total chargeable units. Charging posts the part of Total not yet charged for Subject, so
 // replaying an observation, or an older one, posts nothing.

@@ -77,7 +77,9 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	var applied []string
 	for _, m := range ms {
 		did := false
-		err := s.inTx(ctx, func(tx pgx.Tx) error {
+		// No bound but ctx's: a migration may build an index on a large table, and it may
+		// wait for another migrate's lock.
+		err := s.inTxWithin(ctx, 0, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,18 +26,37 @@ type Options struct {
 	// AllowExposed lets Migrate proceed past exposures of the dashboard's tables to the API
 	// roles, with a warning each (MIGRATE_ALLOW_EXPOSED).
 	AllowExposed bool
+	// ConnectTimeout, StatementTimeout and TxTimeout bound the waits on the database (bounds.go);
+	// zero means the …Default. ConnectTimeout applies only when DATABASE_URL sets no
+	// connect_timeout.
+	ConnectTimeout, StatementTimeout, TxTimeout time.Duration
 }
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool         *pgxpool.Pool
+	pool         boundedPool
 	log          *zap.Logger
+	txTimeout    time.Duration
 	allowExposed bool
 }
 
-// Open parses dsn, builds the pool and pings the database, so a wrong URL fails at start-up
-// rather than on the first cycle. Errors never contain the password.
+// Open is New followed by a ping, so a wrong URL or an unreachable database fails at start-up
+// rather than on the first cycle (--once, migrate, report). Errors never contain the password.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	s, err := New(ctx, dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.Close()
+		return nil, &openError{msg: fmt.Sprintf("connect to database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
+	}
+	return s, nil
+}
+
+// New parses dsn and builds the pool without connecting: the daemon starts this way and waits
+// for the database itself (Ping, Ready). The only error is a DSN the driver rejects.
+func New(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, &openError{msg: fmt.Sprintf("%v: %s", ErrBadDSN, redactErr(err, dsn)), err: ErrBadDSN}
@@ -50,6 +70,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		cfg.ConnConfig.StatementCacheCapacity = 0
 		cfg.ConnConfig.DescriptionCacheCapacity = 0
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = orDefault(opts.ConnectTimeout, ConnectTimeoutDefault)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -58,11 +81,22 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, &openError{msg: fmt.Sprintf("open database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, &openError{msg: fmt.Sprintf("connect to database %s: %s", Describe(dsn), redactErr(err, dsn)), err: err}
+	return &Store{
+		pool:         boundedPool{Pool: pool, timeout: orDefault(opts.StatementTimeout, StatementTimeoutDefault)},
+		log:          log,
+		txTimeout:    orDefault(opts.TxTimeout, TxTimeoutDefault),
+		allowExposed: opts.AllowExposed,
+	}, nil
+}
+
+// Ping checks that the database answers, within the statement bound.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	return &Store{pool: pool, log: log, allowExposed: opts.AllowExposed}, nil
+	return def
 }
 
 // ErrBadDSN means the driver rejects DATABASE_URL itself (a bad sslmode, a port that is not a
@@ -94,8 +128,16 @@ func resolvePoolMode(mode string, port uint16) string {
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
-// inTx runs fn in a transaction, committing on nil and rolling back otherwise.
+// inTx runs fn in a transaction bounded by TxTimeout, committing on nil and rolling back
+// otherwise.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.inTxWithin(ctx, s.txTimeout, fn)
+}
+
+// inTxWithin is inTx with its own bound (0: none but ctx's).
+func (s *Store) inTxWithin(ctx context.Context, d time.Duration, fn func(pgx.Tx) error) error {
+	ctx, cancel := bound(ctx, d)
+	defer cancel()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
