@@ -17,7 +17,6 @@ import (
 	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/logging"
 	"github.com/usage-sync/usage-sync/internal/safetext"
-	"github.com/usage-sync/usage-sync/internal/schedule"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 	"github.com/usage-sync/usage-sync/internal/upstream"
@@ -177,10 +176,14 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	var ob *ops
 	if wantOps(app.cfg, *once, getenv) {
-		if ob, err = app.serveOps(); err != nil {
-			return app.fail(ExitRuntime, "metrics", err)
+		ob = app.newOps()
+		// The daemon serves them in its lifecycle (daemon), --once from here to its end.
+		if *once {
+			if err := ob.listen(app); err != nil {
+				return app.fail(ExitRuntime, "metrics", err)
+			}
+			defer ob.close(ctx)
 		}
-		defer ob.close(ctx)
 	}
 	upCfg := upstreamConfig(app.cfg)
 	syOpts := syncerOptions(app.cfg, app.workerID)
@@ -191,14 +194,8 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return app.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))
 	}
+	defer up.CloseIdleConnections()
 	app.stopStartup()
-	if !*once {
-		if err := app.waitForDatabase(ctx); err != nil {
-			// Only a signal ends the wait.
-			app.log.Info("daemon.stopped", zap.String("while", "waiting for the database"))
-			return nil
-		}
-	}
 	sy := syncer.New(app.st, up, app.log, syOpts)
 
 	if *once {
@@ -228,45 +225,6 @@ func (a *app) once(ctx context.Context, sy *syncer.Syncer, o syncer.CycleOptions
 			Reported: true,
 		}
 	}
-	return nil
-}
-
-func (a *app) daemon(ctx context.Context, sy *syncer.Syncer, ob *ops) error {
-	if ob != nil {
-		defer ob.stopped.Store(true)
-	}
-	if !a.cfg.SyncEnabled {
-		a.log.Info("schedule.disabled", zap.String("why",
-			"SYNC_ENABLED is not true: the daemon schedules nothing; set SYNC_ENABLED=true to sync, or run `usage-sync --once`"))
-		<-ctx.Done()
-		a.log.Info("daemon.stopped")
-		return nil
-	}
-	if a.cfg.WebhookAddr != "" {
-		stop, err := a.serveWebhooks(ctx, sy)
-		if err != nil {
-			return a.fail(ExitRuntime, "webhooks", err)
-		}
-		defer stop()
-	}
-	// Users the dashboard asked for (public.request_sync()), ahead of the schedule.
-	rctx, stopRequests := context.WithCancel(ctx)
-	requestsDone := make(chan struct{})
-	go func() {
-		defer close(requestsDone)
-		sy.ServeRequests(rctx, a.cfg.SyncRequestPoll)
-	}()
-	defer func() { stopRequests(); <-requestsDone }()
-	err := schedule.Run(ctx, a.cfg.SyncSchedule, a.log, func(ctx context.Context) {
-		// A cycle that cannot run (database down) is retried at the next tick, not fatal.
-		if _, err := sy.RunCycle(ctx, syncer.CycleOptions{Trigger: "schedule"}); err != nil {
-			a.log.Error("sync.cycle.failed", zap.Error(err))
-		}
-	})
-	if err != nil {
-		return a.fail(ExitUsage, "schedule", err)
-	}
-	a.log.Info("daemon.stopped")
 	return nil
 }
 

@@ -19,8 +19,10 @@ import (
 type ops struct {
 	metrics *metrics.Metrics
 	srv     *health.Server
-	// stopped is set when the daemon's scheduler has returned: /livez fails from then on.
-	stopped atomic.Bool
+	log     *zap.Logger
+	// stopping is set when the daemon's shutdown begins: /livez fails from then on, while the
+	// server, stopped last, still answers.
+	stopping atomic.Bool
 }
 
 // wantOps says whether this run serves probes and metrics: the daemon unless METRICS_ADDR is
@@ -33,26 +35,50 @@ func wantOps(cfg config.Config, once bool, getenv func(string) string) bool {
 	return !once || getenv("METRICS_ADDR") != ""
 }
 
-// serveOps builds the metrics and starts the listener on METRICS_ADDR.
-func (a *app) serveOps() (*ops, error) {
-	o := &ops{metrics: metrics.New(a.st, a.log)}
+// newOps builds the metrics; listen serves them.
+func (a *app) newOps() *ops {
+	return &ops{metrics: metrics.New(a.st, a.log), log: a.log}
+}
+
+// listen starts the probe and metrics listener on METRICS_ADDR.
+func (o *ops) listen(a *app) error {
 	checks := health.Checks{
 		Live: func() error {
-			if o.stopped.Load() {
-				return errors.New("the scheduler has stopped")
+			if o.stopping.Load() {
+				return errors.New("the daemon is stopping")
 			}
 			return nil
 		},
 		Ready: func(ctx context.Context) error { return readiness(ctx, a.st, a.log) },
 	}
-	srv, err := health.Listen(a.cfg.MetricsAddr, health.Handler(checks, o.metrics.Registry(), a.log), a.log)
+	srv, err := health.Listen(a.cfg.MetricsAddr, health.Handler(checks, o.metrics.Registry(), a.log))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.srv = srv
 	a.log.Info("metrics.listening", zap.String("addr", srv.Addr()),
 		zap.Strings("paths", []string{health.LivePath, health.ReadyPath, health.MetricsPath}))
-	return o, nil
+	return nil
+}
+
+// part is the probe and metrics server in the daemon's lifecycle (daemon): first up, last down.
+func (o *ops) part(a *app) part {
+	return part{
+		name:  "metrics",
+		start: func(context.Context) error { return o.listen(a) },
+		run: func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+				o.srv.Close(ctx)
+				return nil
+			case <-o.srv.Done():
+				if err := o.srv.Err(); err != nil {
+					return fmt.Errorf("serve probes and metrics on METRICS_ADDR %s: %w", a.cfg.MetricsAddr, err)
+				}
+				return nil // the lifecycle reports a part that stops by itself
+			}
+		},
+	}
 }
 
 // readiness is /readyz's check: the database answers and its schema is the binary's. A probe's
@@ -71,8 +97,13 @@ func readiness(ctx context.Context, st *store.Store, log *zap.Logger) error {
 	}
 }
 
+// close stops --once's listener; the daemon's stops in its lifecycle.
 func (o *ops) close(ctx context.Context) {
-	if o != nil && o.srv != nil {
-		o.srv.Close(ctx)
+	if o == nil || o.srv == nil {
+		return
+	}
+	o.srv.Close(ctx)
+	if err := o.srv.Err(); err != nil {
+		o.log.Error("metrics.serve_failed", zap.Error(err))
 	}
 }

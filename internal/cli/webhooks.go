@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -17,29 +18,37 @@ import (
 // dropped (logged) and the next scheduled cycle picks the users up.
 const webhookQueueMax = 10000
 
-// serveWebhooks listens on WEBHOOK_ADDR (bounded connections and timeouts) and syncs each
+// webhookPart listens on WEBHOOK_ADDR (bounded connections and timeouts) and syncs each
 // webhook's user through RunTriggered, one user at a time: the trigger respects the user's
-// failure backoff and TRIGGER_MIN_INTERVAL. The returned func stops both.
-func (a *app) serveWebhooks(ctx context.Context, sy *syncer.Syncer) (stop func(), err error) {
-	ln, err := webhook.Listen(a.cfg.WebhookAddr, webhook.MaxConnsDefault)
-	if err != nil {
-		return nil, fmt.Errorf("listen for webhooks on WEBHOOK_ADDR %s: %w", a.cfg.WebhookAddr, err)
+// failure backoff and TRIGGER_MIN_INTERVAL. A port already taken fails its start.
+func (a *app) webhookPart(sy *syncer.Syncer) part {
+	var ln net.Listener
+	return part{
+		name: "webhooks",
+		start: func(context.Context) error {
+			var err error
+			if ln, err = webhook.Listen(a.cfg.WebhookAddr, webhook.MaxConnsDefault); err != nil {
+				return fmt.Errorf("listen for webhooks on WEBHOOK_ADDR %s: %w", a.cfg.WebhookAddr, err)
+			}
+			a.log.Info("webhook.listening", zap.String("addr", ln.Addr().String()), zap.String("path", webhook.Path),
+				zap.Bool("signed", a.cfg.WebhookSecret != ""), zap.Int("max_conns", webhook.MaxConnsDefault),
+				zap.Int("max_body_bytes", webhook.MaxBodyDefault), zap.Duration("trigger_min_interval", a.cfg.TriggerMinInterval))
+			return nil
+		},
+		run: func(ctx context.Context) error { return a.serveWebhooks(ctx, ln, sy) },
 	}
+}
+
+// serveWebhooks serves deliveries on ln and runs their queue until ctx ends (or the server
+// dies); then it stops taking deliveries (those in flight only queue, so they end quickly),
+// stops the queue, whose sync in flight is abandoned, and returns once both have.
+func (a *app) serveWebhooks(ctx context.Context, ln net.Listener, sy *syncer.Syncer) error {
 	q := webhook.NewQueue(webhookQueueMax)
 	mux := http.NewServeMux()
 	mux.Handle(webhook.Path, webhook.New(a.cfg.WebhookSecret, q, a.st, a.log))
 	srv := webhook.NewServer(mux, a.log)
-	a.log.Info("webhook.listening", zap.String("addr", ln.Addr().String()), zap.String("path", webhook.Path),
-		zap.Bool("signed", a.cfg.WebhookSecret != ""), zap.Int("max_conns", webhook.MaxConnsDefault),
-		zap.Int("max_body_bytes", webhook.MaxBodyDefault), zap.Duration("trigger_min_interval", a.cfg.TriggerMinInterval))
-
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("webhook.serve_failed", zap.Error(err))
-		}
-	}()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 	qctx, stopQueue := context.WithCancel(ctx)
 	ran := make(chan struct{})
 	go func() {
@@ -55,12 +64,22 @@ func (a *app) serveWebhooks(ctx context.Context, sy *syncer.Syncer) (stop func()
 			}
 		})
 	}()
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-served
-		stopQueue()
-		<-ran
-	}, nil
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err == nil {
+		err = <-served
+	}
+	stopQueue()
+	<-ran
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("serve webhooks on WEBHOOK_ADDR %s: %w", a.cfg.WebhookAddr, err)
 }

@@ -80,10 +80,12 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	served chan struct{}
+	err    error // why serving stopped by itself; set before served is closed
 }
 
-// Listen binds addr and serves h until Close.
-func Listen(addr string, h http.Handler, log *zap.Logger) (*Server, error) {
+// Listen binds addr and serves h until Close. Serving that stops by itself (the listener
+// failed) closes Done, and Err says why: the owner reports it.
+func Listen(addr string, h http.Handler) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for probes and metrics on METRICS_ADDR %s: %w", addr, err)
@@ -96,10 +98,23 @@ func Listen(addr string, h http.Handler, log *zap.Logger) (*Server, error) {
 	go func() {
 		defer close(s.served)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics.serve_failed", zap.Error(err))
+			s.err = err
 		}
 	}()
 	return s, nil
+}
+
+// Done is closed once the server has stopped serving: after Close, or by itself (Err).
+func (s *Server) Done() <-chan struct{} { return s.served }
+
+// Err is why the server stopped serving by itself, or nil; read it after Done.
+func (s *Server) Err() error {
+	select {
+	case <-s.served:
+		return s.err
+	default:
+		return nil
+	}
 }
 
 // Addr is the address actually bound (useful with port 0).
