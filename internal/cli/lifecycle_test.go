@@ -158,8 +158,9 @@ func TestDaemonStartStop100(t *testing.T) {
 		if i%held == 0 && !strings.Contains(out, `"event":"sync.user.abandoned"`) {
 			t.Fatalf("run %d: the held webhook sync was not abandoned:\n%s", i, out)
 		}
-		if !strings.HasSuffix(strings.TrimSpace(out), `"event":"daemon.stopped"}`) {
-			t.Fatalf("run %d: daemon.stopped is not the last event:\n%s", i, out)
+		// (cron's own debug "schedule.stop" may come later: robfig logs it as its loop returns.)
+		if stopped := strings.Index(out, `"event":"daemon.stopped"}`); stopped < strings.Index(out, `"part":"metrics"`) {
+			t.Fatalf("run %d: daemon.stopped missing or before the last part stopped:\n%s", i, out)
 		}
 		if _, err := probe(t, ops+"/livez"); err == nil {
 			t.Fatalf("run %d: the probe listener outlived the daemon", i)
