@@ -92,10 +92,12 @@ Exit codes:
   2  usage or configuration error
   3  runtime error: --once, migrate, report: database unreachable, schema outdated (run
      usage-sync migrate); any command: upstream client misconfigured; migrate stopped on
-     exposed dashboard tables
+     exposed dashboard tables; daemon: a part could not start or died (e.g. WEBHOOK_ADDR or
+     METRICS_ADDR already taken), after stopping the others
 
 Signals: SIGINT or SIGTERM stops gracefully (users in flight finish or are abandoned and
-retried later); a second one exits at once with code 130.
+retried later): the daemon stops its webhooks first, then the schedule and the request poll,
+and its probes last; a second signal exits at once with code 130.
 
 Logs are JSON lines on stderr, one event per line ("event": "sync.user.done"); secrets never
 appear in them.
