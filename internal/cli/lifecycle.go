@@ -128,12 +128,8 @@ func runParts(ctx context.Context, log *zap.Logger, parts []part, stopping func(
 	defer cancelDown()
 	defer context.AfterFunc(died, cancelDown)()
 
-	type started struct {
-		name string
-		stop context.CancelFunc
-		done chan struct{}
-	}
 	var up []started
+	var names []string // of the parts up, in start order
 	var failed *partError
 	interrupted := ""
 	for _, p := range parts {
@@ -151,29 +147,12 @@ func runParts(ctx context.Context, log *zap.Logger, parts []part, stopping func(
 				break
 			}
 		}
-		if p.run == nil {
-			continue
+		names = append(names, p.name)
+		if p.run != nil {
+			up = append(up, launch(ctx, g, p))
 		}
-		pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		done := make(chan struct{})
-		g.Go(func() error {
-			defer close(done)
-			err := p.run(pctx)
-			if err == nil && pctx.Err() == nil {
-				err = fmt.Errorf("%s stopped by itself", p.name)
-			}
-			if err != nil {
-				return p.fail(err)
-			}
-			return nil
-		})
-		up = append(up, started{name: p.name, stop: stop, done: done})
 	}
 	if failed == nil && down.Err() == nil {
-		names := make([]string, len(up))
-		for i, s := range up {
-			names[i] = s.name
-		}
 		log.Info("daemon.started", zap.Strings("parts", names))
 		<-down.Done()
 	}
@@ -205,4 +184,29 @@ func runParts(ctx context.Context, log *zap.Logger, parts []part, stopping func(
 		log.Info("daemon.stopped")
 	}
 	return nil
+}
+
+// started is a part whose run runs in runParts' group.
+type started struct {
+	name string
+	stop context.CancelFunc
+	done chan struct{} // closed once run has returned
+}
+
+// launch runs p in g with a context of its own, which only stop cancels.
+func launch(ctx context.Context, g *errgroup.Group, p part) started {
+	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	g.Go(func() error {
+		defer close(done)
+		err := p.run(pctx)
+		if err == nil && pctx.Err() == nil {
+			err = fmt.Errorf("%s stopped by itself", p.name)
+		}
+		if err != nil {
+			return p.fail(err)
+		}
+		return nil
+	})
+	return started{name: p.name, stop: stop, done: done}
 }

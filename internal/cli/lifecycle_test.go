@@ -115,6 +115,10 @@ func TestDaemonStartStop100(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- Run(ctx, nil, getenv, &output{}, &stderr) }()
 		wait(t, stderr.when(`"event":"daemon.started"`), "daemon.started", &stderr)
+		if !strings.Contains(stderr.String(), `"event":"daemon.started","parts":["metrics","database","requests","schedule","webhooks"]`) {
+			cancel()
+			t.Fatalf("run %d: the parts did not start in the documented order:\n%s", i, stderr.String())
+		}
 		ops := "http://" + addrOf(t, &stderr, "metrics.listening")
 		for _, path := range []string{"/livez", "/readyz"} {
 			if code, err := probe(t, ops+path); code != http.StatusOK {
