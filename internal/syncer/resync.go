@@ -67,7 +67,7 @@ func (s *Syncer) Resync(ctx context.Context, o ResyncOptions) (ResyncResult, err
 	if !ok {
 		return res, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 	}
-	if _, err := s.st.Enrol(ctx, s.at(), o.UserID); err != nil {
+	if _, err := s.st.Enrol(ctx, s.clock, o.UserID); err != nil {
 		return res, fmt.Errorf("resync: %w", err)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/usage-sync/usage-sync/internal/clock"
 	"github.com/usage-sync/usage-sync/internal/logging"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/upstream"
@@ -49,12 +50,7 @@ type Options struct {
 	ChargeEnabled      bool
 	ChargeFrom         *time.Time // nil → each user's go-live (Lease.LiveAt; the enrolment in shadow mode)
 	WorkerID           string
-	// Now is the sync's clock. nil (production): day windows read time.Now, and leases, attempts,
-	// backoff, cycles, revision sweeps and the revision window use the database's now(), the one
-	// clock every replica shares. Tests set it, and then everything that decides time runs on
-	// it, in Go and in SQL.
-	Now      func() time.Time
-	Observer Observer // nil: nothing observes (see observe.go)
+	Observer           Observer // nil: nothing observes (see observe.go)
 
 	// RevisionInterval is how often finished tasks are re-read for revisions: zero takes
 	// RevisionIntervalDefault, RevisionEveryCycle (REVISION_INTERVAL=0) sweeps every cycle.
@@ -98,9 +94,6 @@ func (o Options) withDefaults() Options {
 	if o.WorkerID == "" {
 		o.WorkerID = "worker-" + newID()
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	return o
 }
 
@@ -111,8 +104,9 @@ type Syncer struct {
 	up   Upstream
 	log  *zap.Logger
 	opts Options
-	// clock is Options.Now as given: nil lets the SQL use the database's now().
-	clock func() time.Time
+	// clock is what everything the sync decides is measured on, in Go and in SQL: the zero
+	// Clock in production (the database's now() in SQL), a test's through SetClock.
+	clock clock.Clock
 	// hooks lets tests stop a sync at a chosen point (see hooks.go); nil in production.
 	hooks *Hooks
 	// chunkPages is how many task pages a chunk transaction applies; tests lower it.
@@ -124,16 +118,7 @@ func New(st *store.Store, up Upstream, log *zap.Logger, opts Options) *Syncer {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults(), clock: opts.Now, chunkPages: TaskChunkPagesDefault}
-}
-
-// at is the clock reading passed into SQL as @now: nil unless a test set Options.Now.
-func (s *Syncer) at() *time.Time {
-	if s.clock == nil {
-		return nil
-	}
-	t := s.clock()
-	return &t
+	return &Syncer{st: st, up: up, log: log, opts: opts.withDefaults(), chunkPages: TaskChunkPagesDefault}
 }
 
 // CycleOptions select the users of one cycle.
@@ -255,7 +240,7 @@ func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions
 			return req, endMember, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 		}
 	}
-	enrolled, err := s.st.Enrol(ctx, s.at(), o.UserID)
+	enrolled, err := s.st.Enrol(ctx, s.clock, o.UserID)
 	if err != nil {
 		return req, endMember, fmt.Errorf("start cycle: %w", err)
 	}
