@@ -15,7 +15,6 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
 
-	"github.com/usage-sync/usage-sync/internal/clock"
 	"github.com/usage-sync/usage-sync/internal/logging"
 )
 
@@ -56,7 +55,7 @@ type Client struct {
 	cfg      Config
 	http     *http.Client
 	tokens   tokenSource
-	clock    clock.Clock // the host's: JWT expiry, a Retry-After given as a date
+	now      func() time.Time
 }
 
 // New validates cfg and returns a Client.
@@ -104,6 +103,7 @@ func New(cfg Config) (*Client, error) {
 		basePath: u.EscapedPath(),
 		cfg:      cfg,
 		http:     cfg.HTTPClient,
+		now:      time.Now,
 	}
 	if c.http == nil {
 		c.http = defaultHTTPClient()
@@ -113,7 +113,7 @@ func New(cfg Config) (*Client, error) {
 	case cfg.AdminToken != "":
 		c.tokens = adminToken(cfg.AdminToken)
 	case cfg.JWTSecret != "":
-		c.tokens = newJWTMinter(cfg.JWTSecret, cfg.JWTTTL, c.clock)
+		c.tokens = newJWTMinter(cfg.JWTSecret, cfg.JWTTTL, func() time.Time { return c.now() })
 	default:
 		return nil, errors.New("upstream needs an admin token or a JWT secret to authenticate")
 	}
@@ -394,7 +394,7 @@ func (c *Client) attempt(ctx context.Context, cl call, target, token string) (re
 	e := c.newError(cl, kindOfStatus(resp.StatusCode), msg)
 	e.Status, e.Fields = resp.StatusCode, fields
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.clock.Now())
+		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	}
 	return response{}, e
 }
