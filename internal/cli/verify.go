@@ -105,6 +105,10 @@ func printVerify(w io.Writer, rep syncer.VerifyReport) error {
 		diffs += len(u.Differences)
 		parts := make([]string, len(u.Differences))
 		for i, d := range u.Differences {
+			if d.Rows > 0 {
+				parts[i] = fmt.Sprintf("%s %s: %d differ from the record (fix: %s)", d.Kind, d.Subject, d.Rows, d.Fix)
+				continue
+			}
 			theirs, ours := "upstream", "ours"
 			if d.Kind == syncer.DiffMirrorAltered {
 				theirs, ours = "record", "mirror" // the worker's record against the dashboard's copy

@@ -7,7 +7,7 @@ import "time"
 // production's: Now reads the host's clock, and NowOrNil is nil, so each statement's
 // coalesce(@now, now()) falls back to the database's now(), the one clock every replica shares.
 // A test gives a func that stands still or steps, and then Go and SQL both run on it
-// (docs/decisions.md, "One clock").
+// (docs/design.md, "One clock").
 type Clock func() time.Time
 
 // Now is the time in Go: day windows, the settle lag, a task listing's bounds.
