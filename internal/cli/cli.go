@@ -185,7 +185,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 			defer ob.close(ctx)
 		}
 	}
-	upCfg := upstreamConfig(app.cfg)
+	upCfg := upstreamConfig(app.cfg, app.log)
 	syOpts := syncerOptions(app.cfg, app.workerID)
 	if ob != nil {
 		upCfg.Observer, syOpts.Observer = ob.metrics, ob.metrics

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/safetext"
 	"github.com/usage-sync/usage-sync/internal/syncer"
@@ -15,7 +17,7 @@ import (
 
 // upstreamConfig is the upstream client every command that reads the API builds: the same
 // retries, timeouts and pacing as the daemon's.
-func upstreamConfig(cfg config.Config) upstream.Config {
+func upstreamConfig(cfg config.Config, log *zap.Logger) upstream.Config {
 	return upstream.Config{
 		BaseURL:        cfg.UpstreamBaseURL,
 		AdminToken:     cfg.UpstreamAdminToken,
@@ -26,6 +28,7 @@ func upstreamConfig(cfg config.Config) upstream.Config {
 		MaxRetryAfter:  cfg.UpstreamRetryAfter,
 		UserAgent:      "usage-sync/" + version,
 		AllowInsecure:  cfg.UpstreamAllowInsecure,
+		Logger:         log,
 	}
 }
 
@@ -62,7 +65,7 @@ func startOperator(ctx context.Context, getenv func(string) string, stderr io.Wr
 		defer a.close()
 		return nil, nil, a.fail(ExitRuntime, "check schema", err)
 	}
-	up, err := upstream.New(upstreamConfig(a.cfg))
+	up, err := upstream.New(upstreamConfig(a.cfg, a.log))
 	if err != nil {
 		defer a.close()
 		return nil, nil, a.fail(ExitRuntime, "configure upstream", fmt.Errorf("configure upstream client: %w", err))

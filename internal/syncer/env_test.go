@@ -131,7 +131,7 @@ func (e *env) addProfile(user string, balance int64) {
 func (e *env) client(mod ...func(*upstream.Config)) *upstream.Client {
 	e.t.Helper()
 	cfg := upstream.Config{BaseURL: e.base, AdminToken: "test-admin", RequestTimeout: 5 * time.Second,
-		MaxElapsed: 3 * time.Second, MaxRetryAfter: 2 * time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+		MaxElapsed: 3 * time.Second, MaxRetryAfter: 2 * time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: e.log}
 	for _, m := range mod {
 		m(&cfg)
 	}
