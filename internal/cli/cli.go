@@ -317,6 +317,8 @@ func startWith(ctx context.Context, getenv func(string) string, mode config.Mode
 		PoolMode:     cfg.DBPoolMode,
 		Logger:       log,
 		AllowExposed: cfg.MigrateAllowExposed,
+		// pg_stat_activity names the worker.
+		ApplicationName: store.ApplicationName(a.workerID),
 	})
 	if errors.Is(err, store.ErrBadDSN) {
 		a.stopStartup()
