@@ -76,31 +76,46 @@ func Reported(err error) bool {
 // and --version work whatever the environment holds.
 type Load func() (config.Config, error)
 
+// command is one of Run's subcommands.
+type command struct {
+	name string
+	run  func(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error
+}
+
+// commands are Run's subcommands; the unknown-command message names them from here.
+func commands() []command {
+	return []command{
+		{"migrate", runMigrate},
+		{"report", runReport},
+		{"resync", runResync},
+		{"verify", runVerify},
+		{"pause", runPause},
+		{"resume", runResume},
+		{"help", func(_ context.Context, _ []string, _ Load, stdout, _ io.Writer) error { return writeHelp(stdout) }},
+	}
+}
+
 // Run executes the command line args (without the program name). It honours ctx: cancelling it
 // stops the daemon gracefully and makes --once abandon the users still in flight.
 func Run(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
-	cmd := ""
 	if len(args) > 0 {
-		cmd = args[0]
+		for _, c := range commands() {
+			if c.name == args[0] {
+				return c.run(ctx, args[1:], load, stdout, stderr)
+			}
+		}
 	}
-	switch cmd {
-	case "migrate":
-		return runMigrate(ctx, args[1:], load, stdout, stderr)
-	case "help":
-		return writeHelp(stdout)
-	case "report":
-		return runReport(ctx, args[1:], load, stdout, stderr)
-	case "resync":
-		return runResync(ctx, args[1:], load, stdout, stderr)
-	case "verify":
-		return runVerify(ctx, args[1:], load, stdout, stderr)
-	case "pause":
-		return runPause(ctx, args[1:], load, stdout, stderr)
-	case "resume":
-		return runResume(ctx, args[1:], load, stdout, stderr)
-	default:
-		return runSync(ctx, args, load, stdout, stderr)
+	return runSync(ctx, args, load, stdout, stderr)
+}
+
+// commandNames is "migrate, report, ... and help", for the unknown-command message.
+func commandNames() string {
+	cmds := commands()
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.name
 	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // usageError prints msg and the short usage to stderr.
@@ -147,7 +162,7 @@ func runSync(ctx context.Context, args []string, load Load, stdout, stderr io.Wr
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "unknown command %q: the commands are migrate, report, resync, verify, pause, resume and help", fs.Arg(0))
+		return usageError(stderr, "unknown command %q: the commands are %s", fs.Arg(0), commandNames())
 	}
 	userSet := false
 	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })

@@ -144,6 +144,17 @@ func exampleNames(t *testing.T) []string {
 	return names
 }
 
+// Every command Run dispatches is in the short usage, the one the unknown-command message
+// prints after naming them from the same table.
+func TestEveryCommandInUsage(t *testing.T) {
+	t.Parallel()
+	for _, c := range commands() {
+		if !strings.Contains(shortUsage, "usage-sync "+c.name) || !strings.Contains(commandNames(), c.name) {
+			t.Errorf("command %s is missing from the short usage or the unknown-command message", c.name)
+		}
+	}
+}
+
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"-help"}, {"migrate", "--help"}, {"--once", "-h"}} {
@@ -182,7 +193,7 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		want   []string // in stderr
 	}{
 		{"unknown flag", env(closedDB), []string{"--bogus"}, []string{"flag provided but not defined: -bogus", "Usage:"}},
-		{"unknown command", env(closedDB), []string{"serve"}, []string{`unknown command "serve"`, "Usage:"}},
+		{"unknown command", env(closedDB), []string{"serve"}, []string{`unknown command "serve": the commands are migrate, report, resync, verify, pause, resume and help`, "Usage:"}},
 		{"all without once", env(closedDB), []string{"--all"}, []string{"--all and --user select the users of a --once run: add --once"}},
 		{"user without once", env(closedDB), []string{"--user", "3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d"}, []string{"add --once"}},
 		{"user not a uuid", env(closedDB), []string{"--once", "--user", "not-a-uuid"}, []string{`--user "not-a-uuid" is not a UUID`}},

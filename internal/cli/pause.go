@@ -162,7 +162,7 @@ func startUserCommand(ctx context.Context, name, user string, nargs int, load Lo
 	if !safetext.IsUUID(uid) {
 		return nil, "", usageError(stderr, "%s needs --user UUID (the user's id in profiles), got %q", name, user)
 	}
-	a, err := start(ctx, load, config.ModeMigrate, stderr)
+	a, err := start(ctx, load, config.ModeDatabase, stderr)
 	if err != nil {
 		return nil, "", err
 	}

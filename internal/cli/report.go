@@ -30,7 +30,7 @@ func runReport(ctx context.Context, args []string, load Load, stdout, stderr io.
 	if *days < 1 || *days > 366 {
 		return usageError(stderr, "--days %d: give 1 to 366", *days)
 	}
-	a, err := start(ctx, load, config.ModeMigrate, stderr)
+	a, err := start(ctx, load, config.ModeDatabase, stderr)
 	if err != nil {
 		return err
 	}

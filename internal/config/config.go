@@ -128,8 +128,12 @@ func (c Config) PoolSize() int {
 type Mode int
 
 const (
-	// ModeMigrate applies the schema: only the database settings matter.
+	// ModeMigrate applies the schema: only the database settings (and MIGRATE_ALLOW_EXPOSED)
+	// matter.
 	ModeMigrate Mode = iota + 1
+	// ModeDatabase reads or edits the worker's tables without syncing (report, pause, resume):
+	// only the database settings matter.
+	ModeDatabase
 	// ModeSync runs the daemon or --once: everything matters.
 	ModeSync
 )

@@ -352,6 +352,8 @@ func TestValidateProblems(t *testing.T) {
 		{"schedule range", with(valid(), "SYNC_SCHEDULE", "99 * * * *"), ModeSync, `SYNC_SCHEDULE "99 * * * *"`},
 		{"schedule descriptor", with(valid(), "SYNC_SCHEDULE", "@every 1m"), ModeSync, ""},
 		{"schedule ignored for migrate", with(valid(), "SYNC_SCHEDULE", "nope"), ModeMigrate, ""},
+		{"report, pause and resume need only the database", map[string]string{"DATABASE_URL": "postgres://localhost/db", "SYNC_SCHEDULE": "nope"}, ModeDatabase, ""},
+		{"report needs the database", map[string]string{"SYNC_SCHEDULE": "nope"}, ModeDatabase, "DATABASE_URL is empty"},
 		{"concurrency low", with(valid(), "SYNC_CONCURRENCY", "0"), ModeSync, "SYNC_CONCURRENCY 0 is out of range"},
 		{"concurrency high", with(valid(), "SYNC_CONCURRENCY", "65", "DB_MAX_CONNS", "100"), ModeSync, "SYNC_CONCURRENCY 65 is out of range"},
 		{"pool too small", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "8"), ModeSync,
