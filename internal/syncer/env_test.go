@@ -2,7 +2,6 @@ package syncer_test
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -197,8 +196,6 @@ func day(t time.Time) time.Time {
 	t = t.UTC()
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
-
-var _ = fmt.Sprint
 
 // checkLeaseHeld has a second worker try user u while the first is still syncing it (its result
 // comes on done): the second must skip the user, its lease held by a live worker. Then release
