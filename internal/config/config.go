@@ -3,7 +3,7 @@
 // envconfig.Process decodes every variable by its struct tag (names, required, descriptions);
 // the same tags draw the --help table (Usage, through envconfig.Usaget). The defaults are not
 // tags: each is the …Default constant of the package that owns the setting, read once in
-// defaults, and Load decodes over them, so an absent variable keeps its default. An empty
+// Defaults, and Load decodes over them, so an absent variable keeps its default. An empty
 // variable counts as absent (docs/decisions.md, "An empty variable is an unset one"). Load
 // reports every value that does not decode and Validate every value that decodes but is wrong,
 // each as one line naming the variable, what is wrong and the fix. The methods of
