@@ -1,7 +1,7 @@
 // Package config decodes the worker's settings from the environment with envconfig, checks them, and maps them onto each component's options.
 //
 // envconfig.Process decodes every variable by its struct tag (names, required, descriptions);
-// the same tags draw the --help table (Usage, through envconfig.Usaget). The defaults are not
+// the same tags draw the --help table (Usage). The defaults are not
 // tags: each is the …Default constant of the package that owns the setting, read once in
 // Defaults, and Load decodes over them, so an absent variable keeps its default. An empty
 // variable counts as absent (docs/decisions.md, "An empty variable is an unset one"). Load
@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"text/template"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -395,32 +394,30 @@ func (c Config) Redacted() map[string]string {
 	return out
 }
 
-// usageTable is --help's table of variables, one row per field of Config, drawn by
-// envconfig.Usaget from the same tags Process decodes: envconfig's key, the field's type, the
-// default from Defaults (not a tag: see the package comment), and the desc tag.
-const usageTable = `  VARIABLE	TYPE	DEFAULT	MEANING
-{{range .}}  {{.Key}}	{{kind .Field}}	{{dflt .Field}}	{{if eq (.Tags.Get "required") "true"}}required: {{end}}{{.Tags.Get "desc"}}
-{{end}}`
-
-// Usage writes the table of variables (name, type, default, meaning) for --help.
+// Usage writes the table of variables for --help, one row per field of Config, from the same
+// tags Process decodes: the envconfig name, the field's type as envconfig's own table names it,
+// the default from Defaults (not a tag: see the package comment), and the desc tag.
 func Usage(w io.Writer) error {
-	tmpl := template.Must(template.New("usage").Funcs(template.FuncMap{"kind": typeName, "dflt": text}).Parse(usageTable))
 	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  VARIABLE\tTYPE\tDEFAULT\tMEANING")
 	d := Defaults()
-	if err := envconfig.Usaget("", &d, tw, tmpl); err != nil {
-		return fmt.Errorf("write the variables' table: %w", err)
+	for _, f := range fieldsOf(&d) {
+		required := ""
+		if f.sf.Tag.Get("required") == "true" {
+			required = "required: "
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", f.name, typeName(f.value), text(f.value), required, f.sf.Tag.Get("desc"))
 	}
 	return tw.Flush()
 }
 
-// typeName names a variable's type as envconfig's own usage table does. envconfig hands the
-// template a *time.Time field already dereferenced (it allocates every nil pointer to a struct).
+// typeName names a variable's type as envconfig's own usage table does.
 func typeName(v reflect.Value) string {
 	t := v.Type()
 	switch {
 	case isDuration(t):
 		return "Duration"
-	case isTimePtr(t), t == reflect.TypeFor[time.Time]():
+	case isTimePtr(t):
 		return "Time"
 	case t.Kind() == reflect.Bool:
 		return "True or False"
