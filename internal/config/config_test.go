@@ -175,7 +175,7 @@ func TestLoadDecodes(t *testing.T) {
 		"DB_MAX_CONNS":      "0x10", // envconfig parses integers with base prefixes
 		"SYNC_ENABLED":      "1",
 		"CHARGE_ENABLED":    "TRUE",
-		"SYNC_LEASE_TTL":    "90s",
+		"SYNC_LEASE_TTL":    "30s",
 		"SETTLE_LAG":        "1h30m",
 		"SYNC_SCHEDULE":     "@every 1m",
 		"WORKER_ID":         "w-1",
@@ -185,7 +185,7 @@ func TestLoadDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if got.DBMaxConns != 16 || !got.SyncEnabled || !got.ChargeEnabled || got.SyncLeaseTTL != 90*time.Second || got.SettleLag != 90*time.Minute ||
+	if got.DBMaxConns != 16 || !got.SyncEnabled || !got.ChargeEnabled || got.SyncLeaseTTL != 30*time.Second || got.SettleLag != 90*time.Minute ||
 		got.SyncSchedule != "@every 1m" || got.WorkerID != "w-1" || got.MaxBackfillDays != 30 {
 		t.Fatalf("decoded %+v", got)
 	}
