@@ -4,7 +4,7 @@
 // the same tags draw the --help table (Usage). The defaults are not
 // tags: each is the …Default constant of the package that owns the setting, read once in
 // Defaults, and Load decodes over them, so an absent variable keeps its default. An empty
-// variable counts as absent (docs/decisions.md, "An empty variable is an unset one"). Load
+// variable counts as absent (docs/engineering.md, "An empty variable is an unset one"). Load
 // reports every value that does not decode and Validate every value that decodes but is wrong,
 // each as one line naming the variable, what is wrong and the fix. The methods of
 // components.go turn a Config into the store's, the upstream client's and the syncer's options:
@@ -169,7 +169,7 @@ func Load() (Config, error) {
 		raw, _ := os.LookupEnv(f.name)
 		if raw == "" {
 			// envconfig would decode "" as a value (an empty string, or an error for numbers,
-			// durations and booleans); here empty is unset (docs/decisions.md).
+			// durations and booleans); here empty is unset (docs/engineering.md).
 			continue
 		}
 		// One variable per Process, so that one bad value does not hide the next: Process

@@ -90,7 +90,7 @@ func New(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		cfg.ConnConfig.DescriptionCacheCapacity = 0
 	}
 	// A startup parameter, sent once per server connection: a transaction pooler passes it on
-	// only if it tracks it (docs/supabase.md, "application_name behind a pooler").
+	// only if it tracks it (docs/supabase.md, "The connection string").
 	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set && opts.ApplicationName != "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
 	}

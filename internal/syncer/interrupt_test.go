@@ -22,7 +22,7 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
-// A --once --all after an interrupted run attempts every user again (docs/cycles.md, "A cycle
+// A --once --all after an interrupted run attempts every user again (docs/design.md, "A cycle
 // lives while a worker in it does"): the refused user the interrupted run failed fails again,
 // visibly, and the users it never reached are synced. Before, the next run joined the dead
 // run's cycle, skipped every user it had taken (the refused one included) and reported success.

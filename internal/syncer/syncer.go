@@ -261,7 +261,7 @@ func (s *Syncer) startCycle(ctx context.Context, log *zap.Logger, o CycleOptions
 	}
 	// A run for one user (--user, a webhook) takes that user once, whichever cycle took it; every
 	// other run joins the cycle while another live worker is in it, so replicas split it, and
-	// otherwise starts a new one (docs/cycles.md).
+	// otherwise starts a new one (docs/design.md, "Cycles").
 	cycle := store.Cycle{}
 	if o.UserID == "" {
 		m := store.CycleMember{RunID: sum.RunID, Worker: s.opts.WorkerID, TTL: s.opts.LeaseTTL, Clock: s.clock}
