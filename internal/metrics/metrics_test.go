@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 
 	"github.com/usage-sync/usage-sync/internal/metrics"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
@@ -117,7 +118,7 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 	m := metrics.New(st, nil)
 	client := func() *upstream.Client {
 		c, err := upstream.New(upstream.Config{BaseURL: srv.URL + "/api/v1", AdminToken: "adm-secret", RequestTimeout: 5 * time.Second,
-			MaxElapsed: 2 * time.Second, MaxRetryAfter: time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: m})
+			MaxElapsed: 2 * time.Second, MaxRetryAfter: time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: m, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package syncer_test
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -128,7 +127,7 @@ func (e *env) addProfile(user string, balance int64) {
 func (e *env) client(mod ...func(*upstream.Config)) *upstream.Client {
 	e.t.Helper()
 	cfg := upstream.Config{BaseURL: e.base, AdminToken: "test-admin", RequestTimeout: 5 * time.Second,
-		MaxElapsed: 3 * time.Second, MaxRetryAfter: 2 * time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+		MaxElapsed: 3 * time.Second, MaxRetryAfter: 2 * time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: e.log}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -202,8 +201,6 @@ func day(t time.Time) time.Time {
 	t = t.UTC()
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
-
-var _ = fmt.Sprint
 
 // checkLeaseHeld has a second worker try user u while the first is still syncing it (its result
 // comes on done): the second must skip the user, its lease held by a live worker. Then release

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
@@ -174,7 +176,7 @@ func TestInterruptedRunHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.New(upstream.Config{BaseURL: os.Getenv("HELPER_BASE"), AdminToken: "test-admin", MaxElapsed: time.Second})
+	up, err := upstream.New(upstream.Config{BaseURL: os.Getenv("HELPER_BASE"), AdminToken: "test-admin", MaxElapsed: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
