@@ -96,7 +96,7 @@ func runPause(ctx context.Context, args []string, load Load, stdout, stderr io.W
 	if who == "" {
 		who = pausedByDefault(a.cfg.WorkerID)
 	}
-	p, err := a.st.Pause(ctx, uid, why, who, nil)
+	p, err := a.st.Pause(ctx, nil, uid, why, who)
 	if err != nil {
 		return a.fail(ExitRuntime, "pause", err)
 	}
@@ -132,7 +132,7 @@ func runResume(ctx context.Context, args []string, load Load, stdout, stderr io.
 		return err
 	}
 	defer a.close()
-	r, err := a.st.Resume(ctx, uid, nil)
+	r, err := a.st.Resume(ctx, nil, uid)
 	if errors.Is(err, store.ErrNotPaused) {
 		fmt.Fprintf(stdout, "user %s is not paused: nothing changed\n", uid)
 		return &ExitError{Code: ExitUsersFailed, Err: fmt.Errorf("user %s: %w", uid, err), Reported: true}

@@ -337,7 +337,7 @@ func TestDatabaseGaugesDuringAnOutage(t *testing.T) {
 	}
 	m := metrics.New(st, nil)
 	now := time.Now()
-	m.SetNow(func() time.Time { return now })
+	m.SetClock(func() time.Time { return now })
 	s := gather(t, m.Registry())
 	age := s.sum("usage_sync_oldest_success_age_seconds")
 	if s.sum("usage_sync_database_up") != 1 || age < 7200 || age > 7300 ||

@@ -94,9 +94,6 @@ func setup(t testing.TB, c envConfig) *env {
 	default:
 		e.chargeFrom = *e.opts.ChargeFrom
 	}
-	if e.opts.Now == nil {
-		e.opts.Now = clk.Now
-	}
 	if e.opts.Concurrency == 0 {
 		e.opts.Concurrency = 3
 	}
@@ -146,7 +143,15 @@ func (e *env) syncer(mod ...func(*syncer.Options)) *syncer.Syncer {
 	for _, m := range mod {
 		m(&o)
 	}
-	return syncer.New(e.st, e.client(), e.log, o)
+	return e.newSyncer(e.st, e.client(), o)
+}
+
+// newSyncer builds a syncer on st and up that runs on the env's clock, as every syncer of a
+// test does: the simulator's tasks and days move with it.
+func (e *env) newSyncer(st *store.Store, up syncer.Upstream, o syncer.Options) *syncer.Syncer {
+	s := syncer.New(st, up, e.log, o)
+	s.SetClock(e.clock.Now)
+	return s
 }
 
 // cycle runs one --once-style cycle and fails the test if the cycle itself could not run.

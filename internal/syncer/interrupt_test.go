@@ -189,7 +189,8 @@ func TestInterruptedRunHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := syncer.New(st, up, nil, syncer.Options{WorkerID: "interrupted-" + os.Getenv("HELPER_MODE"), Concurrency: 1,
-		ChargeEnabled: true, ChargeFrom: &cf, Now: func() time.Time { return now }})
+		ChargeEnabled: true, ChargeFrom: &cf})
+	s.SetClock(func() time.Time { return now })
 	first := true
 	s.SetHooks(&syncer.Hooks{BeforeApply: func(context.Context, string) error {
 		if !first {

@@ -56,7 +56,7 @@ type pass struct {
 // enrolment and the first take by a live worker, recorded by the claim), so a shadow trial's
 // usage is never charged; a shadow pass observes from the enrolment.
 func (s *Syncer) newPass(lease *store.Lease) pass {
-	p := pass{now: s.opts.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled}
+	p := pass{now: s.clock.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled}
 	switch {
 	case s.opts.ChargeFrom != nil:
 		p.chargeFrom = s.opts.ChargeFrom.UTC()
