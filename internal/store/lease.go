@@ -25,12 +25,12 @@ type Lease struct {
 	EnrolledAt time.Time
 	// LiveAt is when the user's charging starts with CHARGE_FROM empty (usage_sync.go_live): the
 	// later of its enrolment and the first take by a live worker. nil until a live worker took it.
-	LiveAt              *time.Time
-	SettledThrough      *time.Time // every UTC day before this is settled; nil before the first
+	LiveAt         *time.Time
+	SettledThrough *time.Time // every UTC day before this is settled; nil before the first
 	// LiveSettledThrough is how far a worker in live mode has settled the user's days
 	// (usage_sync.go_live.settled_through): days settled while the worker was in shadow mode
 	// lie between it and SettledThrough, and a live sync reads them again.
-	LiveSettledThrough *time.Time
+	LiveSettledThrough  *time.Time
 	ConsecutiveFailures int
 	BlockedKeys         map[string]string
 	// clock is the claim's (ClaimRequest.Clock): the lease's renewals, the attempt, the backoff

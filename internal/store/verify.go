@@ -18,7 +18,7 @@ type VerifyTarget struct {
 	// LiveSettledThrough is the first day a worker in live mode has not settled
 	// (usage_sync.go_live.settled_through); nil before any is.
 	LiveSettledThrough *time.Time
-	Status             string     // sync_state.status; "" when not enrolled
+	Status             string // sync_state.status; "" when not enrolled
 }
 
 // VerifyTargets lists the users in profiles (or only the one named), in id order. It only reads.
