@@ -151,3 +151,24 @@ func TestLiveAgainWithALaterChargeFromForgivesTheShadowPeriod(t *testing.T) {
 		t.Errorf("%d real rows for tasks of the shadow period", n)
 	}
 }
+
+// The first go-live with CHARGE_FROM before it (the start of a billing period) charges the
+// trial's usage since CHARGE_FROM, days that settled during the trial included: a live sync
+// reads from its own settled mark, which the trial never moved.
+func TestGoingLiveWithAnEarlierChargeFromChargesTheTrialSinceIt(t *testing.T) {
+	t.Parallel()
+	w := newShadowAgain(t, false) // CHARGE_FROM 03-08 00:00
+	w.use(20, "trial-1", 7)
+	w.cycle(w.shadow, "shadow cycle")
+	w.e.settleToday()
+	w.cycle(w.shadow, "shadow cycle settling 03-10")
+	w.use(30, "trial-2", 3)
+	w.cycle(w.shadow, "shadow cycle")
+	w.liveAgain(w.live)
+	if got := w.e.charged(w.u, "key_requests", "unlisted_requests"); got != 20+30+40 {
+		w.e.dumpLedger(w.u)
+		t.Errorf("requests charged %d, want all 90 since CHARGE_FROM", got)
+	}
+	w.e.checkInvariants(true)
+	w.e.checkRequestsCharged()
+}
