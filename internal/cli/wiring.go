@@ -26,6 +26,8 @@ func upstreamConfig(cfg config.Config) upstream.Config {
 		MaxRetryAfter:  cfg.UpstreamRetryAfter,
 		UserAgent:      "usage-sync/" + version,
 		AllowInsecure:  cfg.UpstreamAllowInsecure,
+		MaxInFlight:    cfg.UpstreamInFlight(),
+		RateLimit:      cfg.UpstreamRateLimit,
 	}
 }
 

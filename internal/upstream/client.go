@@ -37,6 +37,12 @@ type Config struct {
 	// AllowInsecure accepts an http:// BaseURL to a host other than this machine
 	// (UPSTREAM_ALLOW_INSECURE); see CheckTransport.
 	AllowInsecure bool
+	// MaxInFlight bounds the attempts in flight at once through this client, retries included
+	// (UPSTREAM_MAX_INFLIGHT, whose default internal/config resolves); 0: no bound.
+	MaxInFlight int
+	// RateLimit paces attempts to at most this many per second, retries included, spaced
+	// evenly (UPSTREAM_RATE_LIMIT); 0: no limit.
+	RateLimit float64
 }
 
 const (
@@ -55,6 +61,7 @@ type Client struct {
 	cfg      Config
 	http     *http.Client
 	tokens   tokenSource
+	admit    *admission
 	now      func() time.Time
 }
 
@@ -109,6 +116,9 @@ func New(cfg Config) (*Client, error) {
 		c.http = defaultHTTPClient()
 	}
 	c.http = noRedirects(c.http)
+	if c.admit, err = newAdmission(cfg.MaxInFlight, cfg.RateLimit, func() time.Time { return c.now() }); err != nil {
+		return nil, err
+	}
 	switch {
 	case cfg.AdminToken != "":
 		c.tokens = adminToken(cfg.AdminToken)
@@ -287,9 +297,22 @@ func (c *Client) get(ctx context.Context, cl call) (response, error) {
 		lastAfter time.Duration
 	)
 	op := func() (response, error) {
-		attempts++
 		bo.retryAfter = 0
+		release, waited, err := c.admit.admit(ctx)
+		if err != nil {
+			// Not an attempt: nothing was sent. The caller's context ended, or will before the
+			// limiter lets the attempt go.
+			last = c.newError(cl, KindRetryable, "")
+			last.Err = err
+			return response{}, backoff.Permanent(last)
+		}
+		c.observeWait(waited)
+		attempts++
+		c.observeInFlight(1)
 		res, e := c.attempt(ctx, cl, target, token)
+		c.observeInFlight(-1)
+		// The slot is given back before the backoff sleeps: a waiting retry holds none.
+		release()
 		c.observeAttempt(cl, res, e)
 		if e == nil {
 			res.attempts = attempts
