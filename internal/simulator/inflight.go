@@ -1,7 +1,9 @@
 package simulator
 
 import (
+	"cmp"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -112,4 +114,44 @@ func (s *Sim) Requests(userID string) []Request {
 		}
 	}
 	return out
+}
+
+// Rounds is the length of the longest chain in reqs of requests each started after the one
+// before it ended: the round trips the requests took one after another, at the least. Requests
+// sent one after another make as many rounds as requests; requests sent together, one.
+func Rounds(reqs []Request) int {
+	depth := make([]int, len(reqs))
+	longest := 0
+	// A request can only follow one that started before it: visit them by their start.
+	order := make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(reqs[a].Start, reqs[b].Start) })
+	for n, i := range order {
+		depth[i] = 1
+		for _, j := range order[:n] {
+			if reqs[j].Before(reqs[i]) {
+				depth[i] = max(depth[i], depth[j]+1)
+			}
+		}
+		longest = max(longest, depth[i])
+	}
+	return longest
+}
+
+// RequestLog returns every recorded request (Config.RecordRequests), in the order they arrived.
+func (s *Sim) RequestLog() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.flight.log)
+}
+
+// ResetRequests forgets the recorded requests and starts the peak over, for a test or benchmark
+// that measures one run after another.
+func (s *Sim) ResetRequests() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flight.log = nil
+	s.flight.peak = s.flight.now
 }
