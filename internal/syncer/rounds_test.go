@@ -193,7 +193,9 @@ func TestInFlightCapHoldsUnderRetries(t *testing.T) {
 	const users, limit = 64, 8
 	e := setup(t, envConfig{sim: simulator.Config{Seed: 73, Users: users, KeysPerUser: 2, TasksPerUser: 3, HistoryDays: 2,
 		Latency: 5 * time.Millisecond, RateLimitEvery: 7, ErrorRate: 0.1}, opts: syncer.Options{Concurrency: 16}})
-	up := e.client(func(c *upstream.Config) { c.MaxInFlight, c.MaxRetryAfter, c.MaxElapsed = limit, 10*time.Millisecond, 20*time.Second })
+	up := e.client(func(c *upstream.Config) {
+		c.MaxInFlight, c.MaxRetryAfter, c.MaxElapsed = limit, 10*time.Millisecond, 20*time.Second
+	})
 	s := syncer.New(e.st, up, e.log, e.opts)
 	for range 2 {
 		if sum := e.cycle(s, syncer.CycleOptions{All: true}); !sum.OK() || sum.Synced != users {
