@@ -90,20 +90,27 @@ type world struct {
 	users   []string
 	latency time.Duration
 	count   *counter
+	sim     *simulator.Sim // records each request's interval and the peak in flight
 }
 
 // counter counts the simulator's authenticated requests, per user, and the listings of a
 // user's tasks from their first page, which a sync makes once: more means synced twice.
 type counter struct {
-	mu         sync.Mutex
-	total      int
-	perUser    map[string]int
-	firstPages map[string]int
+	mu          sync.Mutex
+	total       int
+	perUser     map[string]int
+	firstPages  map[string]int
+	first, last time.Time // the first and the last request's arrival
 }
 
 func (c *counter) hook(userID, path string, q url.Values) {
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.total == 0 {
+		c.first = now
+	}
+	c.last = now
 	c.total++
 	c.perUser[userID]++
 	if strings.HasSuffix(path, "/tasks") && (q.Get("offset") == "" || q.Get("offset") == "0") {
@@ -115,6 +122,7 @@ func (c *counter) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.total = 0
+	c.first, c.last = time.Time{}, time.Time{}
 	c.perUser = make(map[string]int)
 	c.firstPages = make(map[string]int)
 }
@@ -142,7 +150,7 @@ func newWorld(tb testing.TB, sim *simulator.Sim, handler http.Handler, latency t
 	if handler == nil {
 		handler = sim.Handler()
 	}
-	w := &world{tb: tb, users: sim.Users(), latency: latency, count: &counter{}}
+	w := &world{tb: tb, users: sim.Users(), latency: latency, count: &counter{}, sim: sim}
 	w.count.reset()
 	sim.OnRequest(w.count.hook)
 	srv := httptest.NewServer(handler)
@@ -195,7 +203,11 @@ type run struct {
 	users       int
 	procs       int
 	concurrency int // SYNC_CONCURRENCY of each process
+	inFlightCap int // UPSTREAM_MAX_INFLIGHT of each process, as the child resolves it
 	latency     time.Duration
+	peak        int     // the most requests in flight at once, as the simulator counted them
+	rounds      int     // Σ over users of the rounds their requests took (simulator.Rounds)
+	rate        float64 // requests per second from the first request's arrival to the last's
 	wall        time.Duration
 	requests    int
 	maxPerUser  int
@@ -223,7 +235,8 @@ func (r run) totalWrites() int64 {
 	return n
 }
 
-// bound is the latency bound: requests × latency ÷ (concurrency × processes).
+// bound is the serial latency bound, the time of a run whose every request waits for the one
+// before it: requests × latency ÷ (concurrency × processes).
 func (r run) bound() time.Duration {
 	if r.latency == 0 || r.concurrency == 0 {
 		return 0
@@ -231,12 +244,38 @@ func (r run) bound() time.Duration {
 	return time.Duration(float64(r.requests) * float64(r.latency) / float64(r.concurrency*r.procs))
 }
 
-func (r run) ratio() float64 {
-	b := r.bound()
+// criticalBound is the critical-path bound, the time of a run whose users each take only their
+// rounds of requests (those that wait for an earlier answer): rounds × latency ÷ (concurrency ×
+// processes), Σ rounds over users.
+func (r run) criticalBound() time.Duration {
+	if r.latency == 0 || r.concurrency == 0 {
+		return 0
+	}
+	return time.Duration(float64(r.rounds) * float64(r.latency) / float64(r.concurrency*r.procs))
+}
+
+func (r run) ratio() float64 { return ratioTo(r.wall, r.bound()) }
+
+func (r run) criticalRatio() float64 { return ratioTo(r.wall, r.criticalBound()) }
+
+func ratioTo(wall, b time.Duration) float64 {
 	if b == 0 {
 		return math.NaN()
 	}
-	return float64(r.wall) / float64(b)
+	return float64(wall) / float64(b)
+}
+
+// rounds adds up, user by user, the rounds the user's requests took.
+func rounds(log []simulator.Request) int {
+	byUser := map[string][]simulator.Request{}
+	for _, r := range log {
+		byUser[r.UserID] = append(byUser[r.UserID], r)
+	}
+	n := 0
+	for _, reqs := range byUser {
+		n += simulator.Rounds(reqs)
+	}
+	return n
 }
 
 func (r run) perUser(n float64) float64 {
@@ -300,12 +339,14 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 	if err != nil {
 		w.tb.Fatalf("%s: the child's environment does not load: %v", name, err)
 	}
-	r := run{name: name, users: len(w.users), procs: procs, concurrency: cfg.SyncConcurrency, latency: w.latency, synced: -1}
+	r := run{name: name, users: len(w.users), procs: procs, concurrency: cfg.SyncConcurrency, inFlightCap: cfg.UpstreamInFlight(),
+		latency: w.latency, synced: -1}
 	bin := binary(w.tb)
 	before := w.stats()
 	probe := w.startWAL()
 	defer probe.close()
 	w.count.reset()
+	w.sim.ResetRequests()
 
 	dir := w.tb.TempDir()
 	cmds := make([]*exec.Cmd, procs)
@@ -354,6 +395,13 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		}
 	}
 	r.requests, r.maxPerUser, r.twice = w.count.snapshot()
+	_, r.peak = w.sim.InFlight()
+	r.rounds = rounds(w.sim.RequestLog())
+	w.count.mu.Lock()
+	if span := w.count.last.Sub(w.count.first); r.requests > 1 && span > 0 {
+		r.rate = float64(r.requests-1) / span.Seconds()
+	}
+	w.count.mu.Unlock()
 	after := w.stats(probe.pid)
 	var use walUse
 	use, r.walNote = probe.finish()
@@ -404,14 +452,21 @@ func lastLines(tb testing.TB, path string, n int) string {
 }
 
 // tableHeader is the table every scenario prints a row of; make bench-scale collects the rows.
-const tableHeader = `| scenario | users | procs | wall | latency bound | ratio | requests/user | max/user | row writes/user | WAL/user | worker CPU/user | peak RSS | exit | synced | note |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`
+// The serial bound is requests × latency ÷ concurrency (every request waiting for the one before
+// it), the critical-path bound rounds × latency ÷ concurrency (only the requests that need an
+// earlier answer waiting for it); the ratios are the wall time to each.
+const tableHeader = `| scenario | users | procs | wall | serial bound | ratio | critical-path bound | ratio | requests/user | rounds/user | max/user | peak in flight (cap) | row writes/user | WAL/user | worker CPU/user | peak RSS | exit | synced | note |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`
 
 func (r run) row() string {
-	bound, ratio := "—", "—"
+	bound, ratio, crit, critRatio := "—", "—", "—", "—"
 	if b := r.bound(); b > 0 {
 		bound = short(b)
 		ratio = fmt.Sprintf("%.2f", r.ratio())
+	}
+	if b := r.criticalBound(); b > 0 {
+		crit = short(b)
+		critRatio = fmt.Sprintf("%.2f", r.criticalRatio())
 	}
 	note := r.note
 	if r.twice > 0 {
@@ -421,9 +476,10 @@ func (r run) row() string {
 	for i, c := range r.exits {
 		exits[i] = strconv.Itoa(c)
 	}
-	return fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %.1f | %d | %.1f | %s | %s | %d MiB | %s | %d | %s |",
-		r.name, r.users, r.procs, short(r.wall), bound, ratio,
-		r.perUser(float64(r.requests)), r.maxPerUser, r.perUser(float64(r.totalWrites())),
+	return fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %s | %s | %.1f | %.1f | %d | %d (%d) | %.1f | %s | %s | %d MiB | %s | %d | %s |",
+		r.name, r.users, r.procs, short(r.wall), bound, ratio, crit, critRatio,
+		r.perUser(float64(r.requests)), r.perUser(float64(r.rounds)), r.maxPerUser, r.peak, r.inFlightCap*r.procs,
+		r.perUser(float64(r.totalWrites())),
 		kib(r.perUser(float64(r.wal))), short(time.Duration(r.perUser(float64(r.cpu)))), r.rss>>20, strings.Join(exits, ","), r.synced, note)
 }
 
@@ -450,7 +506,8 @@ func (r run) detail() string {
 	if r.skipped > 0 {
 		fmt.Fprintf(&b, "; %d skipped as leased by another worker", r.skipped)
 	}
-	fmt.Fprintf(&b, "; %d requests; worker CPU %s (%s per user)", r.requests, short(r.cpu), short(time.Duration(r.perUser(float64(r.cpu)))))
+	fmt.Fprintf(&b, "; %d requests (%.1f/s from the first to the last), %d at most in flight; worker CPU %s (%s per user)",
+		r.requests, r.rate, r.peak, short(r.cpu), short(time.Duration(r.perUser(float64(r.cpu)))))
 	if r.exitCode() != 0 || r.synced < 0 {
 		for i, s := range r.summaries {
 			fmt.Fprintf(&b, "\n  child %d (exit %d) ended with:\n%s", i, r.exits[i], s)
