@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,11 +221,16 @@ type run struct {
 	walTop      []string         // its largest kinds of record
 	rss         int64            // peak RSS of the largest child, bytes
 	cpu         time.Duration    // user + system CPU of the children
-	exits       []int
-	synced      int // Σ "N synced" of the children's summary lines; -1 when none parsed
-	skipped     int
-	summaries   []string
-	note        string
+	// harnessCPU is this process's CPU over the run: the simulator serving the child, mostly.
+	harnessCPU time.Duration
+	// machineBusy and machineTotal are the machine's CPU time busy and in all over the run, every
+	// core and every process (PostgreSQL's and anyone else's included), from /proc/stat.
+	machineBusy, machineTotal time.Duration
+	exits                     []int
+	synced                    int // Σ "N synced" of the children's summary lines; -1 when none parsed
+	skipped                   int
+	summaries                 []string
+	note                      string
 }
 
 func (r run) totalWrites() int64 {
@@ -363,6 +369,7 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		cmd.Stdout, cmd.Stderr = io.Discard, f
 		cmds[i] = cmd
 	}
+	harnessBefore, machineBefore := selfCPU(), machineCPU()
 	start := time.Now()
 	peaks := make([]*peakRSS, len(cmds))
 	for i, cmd := range cmds {
@@ -380,6 +387,9 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		}
 	}
 	r.wall = time.Since(start)
+	r.harnessCPU = selfCPU() - harnessBefore
+	mb := machineCPU()
+	r.machineBusy, r.machineTotal = mb.busy-machineBefore.busy, mb.total-machineBefore.total
 
 	for i, cmd := range cmds {
 		st := cmd.ProcessState
@@ -508,6 +518,12 @@ func (r run) detail() string {
 	}
 	fmt.Fprintf(&b, "; %d requests (%.1f/s from the first to the last), %d at most in flight; worker CPU %s (%s per user)",
 		r.requests, r.rate, r.peak, short(r.cpu), short(time.Duration(r.perUser(float64(r.cpu)))))
+	if r.machineTotal > 0 {
+		rest := r.machineBusy - r.cpu - r.harnessCPU
+		fmt.Fprintf(&b, "; simulator and harness CPU %s (%s per user); the machine %.0f%% busy, the rest (PostgreSQL, everyone else) %s (%s per user)",
+			short(r.harnessCPU), short(time.Duration(r.perUser(float64(r.harnessCPU)))), 100*float64(r.machineBusy)/float64(r.machineTotal),
+			short(rest), short(time.Duration(r.perUser(float64(rest)))))
+	}
 	if r.exitCode() != 0 || r.synced < 0 {
 		for i, s := range r.summaries {
 			fmt.Fprintf(&b, "\n  child %d (exit %d) ended with:\n%s", i, r.exits[i], s)
@@ -672,4 +688,40 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// selfCPU is this process's user + system CPU so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuTimes is the machine's CPU time so far, all cores: busy (everything but idle and iowait)
+// and in all.
+type cpuTimes struct{ busy, total time.Duration }
+
+// machineCPU reads /proc/stat's cpu line (clock ticks of 1/100 s); zero when it cannot.
+func machineCPU() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var t cpuTimes
+	for i, f := range fields[1:min(len(fields), 9)] { // user … steal; guest is counted in user
+		n, _ := strconv.ParseInt(f, 10, 64)
+		d := time.Duration(n) * 10 * time.Millisecond
+		t.total += d
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += d
+		}
+	}
+	return t
 }

@@ -46,6 +46,8 @@ type Config struct {
 }
 
 const (
+	// idleConnsPerHost is the least number of idle connections kept to the upstream.
+	idleConnsPerHost = 16
 	// maxBody bounds a success body: a task detail with 10,000 jobs fits with room to spare.
 	maxBody = 32 << 20
 	// maxErrorBody bounds an error body: only its message is kept.
@@ -113,7 +115,7 @@ func New(cfg Config) (*Client, error) {
 		now:      time.Now,
 	}
 	if c.http == nil {
-		c.http = defaultHTTPClient()
+		c.http = defaultHTTPClient(cfg.MaxInFlight)
 	}
 	c.http = noRedirects(c.http)
 	if c.admit, err = newAdmission(cfg.MaxInFlight, cfg.RateLimit, func() time.Time { return c.now() }); err != nil {
@@ -131,14 +133,17 @@ func New(cfg Config) (*Client, error) {
 }
 
 // defaultHTTPClient is a client of our own, so nothing here depends on or changes
-// http.DefaultClient. There is no overall timeout: each attempt's context carries one.
-func defaultHTTPClient() *http.Client {
+// http.DefaultClient. There is no overall timeout: each attempt's context carries one. It keeps
+// as many idle connections as attempts may be in flight, so a round of requests reuses the
+// connections of the round before rather than closing some and dialling anew.
+func defaultHTTPClient(maxInFlight int) *http.Client {
+	idle := max(idleConnsPerHost, maxInFlight)
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   16,
+		MaxIdleConns:          max(64, idle),
+		MaxIdleConnsPerHost:   idle,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
