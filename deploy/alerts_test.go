@@ -14,6 +14,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 	"sigs.k8s.io/yaml"
 
 	"github.com/usage-sync/usage-sync/internal/metrics"
@@ -174,7 +175,7 @@ func newRun(t *testing.T, seed int64, balances []int) (*simulator.Sim, *httptest
 func newSyncer(t *testing.T, srv *httptest.Server, st *store.Store, m *metrics.Metrics) *syncer.Syncer {
 	t.Helper()
 	up, err := upstream.New(upstream.Config{BaseURL: srv.URL + "/api/v1", AdminToken: "adm", RequestTimeout: 5 * time.Second,
-		MaxElapsed: 200 * time.Millisecond, MaxRetryAfter: time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: m})
+		MaxElapsed: 200 * time.Millisecond, MaxRetryAfter: time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: m, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

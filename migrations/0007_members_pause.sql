@@ -1,7 +1,7 @@
 -- Cycle members (a cycle lives only while a live worker is in it) and paused users.
 -- Safe to re-run, on an empty database, on the dashboard's older tables and on Supabase.
 
--- usage_sync.cycle_member: one row per run that joined or started a cycle (docs/cycles.md).
+-- usage_sync.cycle_member: one row per run that joined or started a cycle (docs/design.md, "Cycles").
 -- A member is live while ended_at is null and expires_at has not passed; the run renews
 -- expires_at (now + its SYNC_LEASE_TTL) every third of the TTL and sets ended_at when it ends,
 -- however it ends short of SIGKILL. A run joins the current cycle only while some other member

@@ -1,7 +1,8 @@
 -- usage-sync 0008: the worker's own bookkeeping, where only the worker writes (docs/design.md,
--- "Trust"). Every input of a charge, a guard verdict, a watermark or an ownership check is read
--- from these tables or from the ledger; public.api_keys, public.api_usage and public.tasks become
--- a mirror the worker writes for the dashboard and never decides from.
+-- "The worker's own record, and the mirror"). Every input of a charge, a guard verdict, a
+-- watermark or an ownership check is read from these tables or from the ledger; public.api_keys,
+-- public.api_usage and public.tasks become a mirror the worker writes for the dashboard and never
+-- decides from.
 --
 --   usage_sync.keys          which user an upstream key id belongs to, and the key as last mirrored
 --   usage_sync.key_days      a key's requests per UTC day as last read (the guard's settled totals)
@@ -74,7 +75,7 @@ create table if not exists usage_sync.go_live (
 -- marks as its own, cross-checked against the ledger, which no API role can write. A row an
 -- API role inserted before this migration cannot always be told from the worker's; the checks
 -- below drop the imitations that can be (a task created in the future, a row whose owner
--- contradicts the ledger). docs/decisions.md, "Carrying the bookkeeping over".
+-- contradicts the ledger). docs/engineering.md, "Carrying the bookkeeping over".
 
 -- Keys: the worker's api_keys rows, owned as the ledger says when it names the key.
 insert into usage_sync.keys (key_id, user_id, name, purpose, integration, is_active, created_at, last_used_at,

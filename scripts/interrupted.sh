@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The exit code after interrupted runs (docs/cycles.md, "A cycle lives while a worker in it
-# does"): a dozen simulated users, the one claimed first always refused (401), SYNC_CONCURRENCY=1
-# and 150 ms per request, into a fresh database (usage_sync_interrupted) for each case:
+# The exit code after interrupted runs (docs/scale.md, "Interrupted runs"; docs/design.md, "A
+# cycle lives while a worker in it does"): a dozen simulated users, the one claimed first always
+# refused (401), SYNC_CONCURRENCY=1 and 150 ms per request, into a fresh database
+# (usage_sync_interrupted) for each case:
 #   1. --once --all SIGTERMed 0.7 s in, then --once --all
 #   2. two --once --all SIGKILLed 0.7 s in, SYNC_LEASE_TTL (10 s) waited, then --once --all
 #   3. case 2's kills and wait, then three sequential --once --all

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/usage-sync/usage-sync/internal/cli"
+	"github.com/usage-sync/usage-sync/internal/config"
 )
 
 func main() {
@@ -26,7 +27,7 @@ func main() {
 		os.Exit(130)
 	}()
 
-	err := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := cli.Run(ctx, os.Args[1:], config.Load, os.Stdout, os.Stderr)
 	if err != nil && !cli.Reported(err) {
 		fmt.Fprintf(os.Stderr, "usage-sync: %v\n", err)
 	}

@@ -71,31 +71,51 @@ func Reported(err error) bool {
 	return errors.As(err, &ee) && ee.Reported
 }
 
+// Load is where a run's configuration comes from: config.Load (the process environment) in
+// main, a typed config.Config in tests. Run calls it only for a command that needs it, so help
+// and --version work whatever the environment holds.
+type Load func() (config.Config, error)
+
+// command is one of Run's subcommands.
+type command struct {
+	name string
+	run  func(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error
+}
+
+// commands are Run's subcommands; the unknown-command message names them from here.
+func commands() []command {
+	return []command{
+		{"migrate", runMigrate},
+		{"report", runReport},
+		{"resync", runResync},
+		{"verify", runVerify},
+		{"pause", runPause},
+		{"resume", runResume},
+		{"help", func(_ context.Context, _ []string, _ Load, stdout, _ io.Writer) error { return writeHelp(stdout) }},
+	}
+}
+
 // Run executes the command line args (without the program name). It honours ctx: cancelling it
 // stops the daemon gracefully and makes --once abandon the users still in flight.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cmd := ""
+func Run(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
-		cmd = args[0]
+		for _, c := range commands() {
+			if c.name == args[0] {
+				return c.run(ctx, args[1:], load, stdout, stderr)
+			}
+		}
 	}
-	switch cmd {
-	case "migrate":
-		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
-	case "help":
-		return writeHelp(stdout)
-	case "report":
-		return runReport(ctx, args[1:], getenv, stdout, stderr)
-	case "resync":
-		return runResync(ctx, args[1:], getenv, stdout, stderr)
-	case "verify":
-		return runVerify(ctx, args[1:], getenv, stdout, stderr)
-	case "pause":
-		return runPause(ctx, args[1:], getenv, stdout, stderr)
-	case "resume":
-		return runResume(ctx, args[1:], getenv, stdout, stderr)
-	default:
-		return runSync(ctx, args, getenv, stdout, stderr)
+	return runSync(ctx, args, load, stdout, stderr)
+}
+
+// commandNames is "migrate, report, ... and help", for the unknown-command message.
+func commandNames() string {
+	cmds := commands()
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = c.name
 	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // usageError prints msg and the short usage to stderr.
@@ -125,7 +145,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func runSync(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runSync(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	fs, help := newFlagSet("usage-sync", stderr)
 	once := fs.Bool("once", false, "run one cycle and exit")
 	all := fs.Bool("all", false, "with --once: include users backing off after failures")
@@ -142,7 +162,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError(stderr, "unknown command %q: the commands are migrate, report, resync, verify, pause, resume and help", fs.Arg(0))
+		return usageError(stderr, "unknown command %q: the commands are %s", fs.Arg(0), commandNames())
 	}
 	userSet := false
 	fs.Visit(func(f *flag.Flag) { userSet = userSet || f.Name == "user" })
@@ -160,7 +180,7 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 	if !*once {
 		open = store.New
 	}
-	app, err := startWith(ctx, getenv, config.ModeSync, stderr, open)
+	app, err := startWith(ctx, load, config.ModeSync, stderr, open)
 	if err != nil {
 		return err
 	}
@@ -175,8 +195,8 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 	var ob *ops
-	if wantOps(app.cfg, *once, getenv) {
-		ob = app.newOps()
+	if addr := app.cfg.MetricsListen(*once); addr != "" {
+		ob = app.newOps(addr)
 		// The daemon serves them in its lifecycle (daemon), --once from here to its end.
 		if *once {
 			if err := ob.listen(app); err != nil {
@@ -185,8 +205,8 @@ func runSync(ctx context.Context, args []string, getenv func(string) string, std
 			defer ob.close(ctx)
 		}
 	}
-	upCfg := upstreamConfig(app.cfg)
-	syOpts := syncerOptions(app.cfg, app.workerID)
+	upCfg := app.cfg.Upstream(userAgent(), app.log)
+	syOpts := app.cfg.Syncer(app.workerID)
 	if ob != nil {
 		upCfg.Observer, syOpts.Observer = ob.metrics, ob.metrics
 	}
@@ -228,7 +248,7 @@ func (a *app) once(ctx context.Context, sy *syncer.Syncer, o syncer.CycleOptions
 	return nil
 }
 
-func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runMigrate(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	fs, help := newFlagSet("usage-sync migrate", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -239,7 +259,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if fs.NArg() > 0 {
 		return usageError(stderr, "migrate takes no arguments, got %q", fs.Arg(0))
 	}
-	app, err := start(ctx, getenv, config.ModeMigrate, stderr)
+	app, err := start(ctx, load, config.ModeMigrate, stderr)
 	if err != nil {
 		return err
 	}
@@ -276,15 +296,15 @@ type app struct {
 
 // start loads and validates the configuration for mode, builds the logger and opens the store,
 // failing when the database does not answer.
-func start(ctx context.Context, getenv func(string) string, mode config.Mode, stderr io.Writer) (*app, error) {
-	return startWith(ctx, getenv, mode, stderr, store.Open)
+func start(ctx context.Context, load Load, mode config.Mode, stderr io.Writer) (*app, error) {
+	return startWith(ctx, load, mode, stderr, store.Open)
 }
 
 // startWith is start with the function that opens the store: store.Open (connect now) or
 // store.New (connect later, for the daemon that waits for its database).
-func startWith(ctx context.Context, getenv func(string) string, mode config.Mode, stderr io.Writer,
+func startWith(ctx context.Context, load Load, mode config.Mode, stderr io.Writer,
 	open func(context.Context, string, store.Options) (*store.Store, error)) (*app, error) {
-	cfg, loadErr := config.Load(getenv)
+	cfg, loadErr := load()
 	if err := errors.Join(loadErr, cfg.Validate(mode)); err != nil {
 		fmt.Fprintf(stderr, "usage-sync: the configuration has problems (usage-sync --help lists every variable):\n%v\n", err)
 		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("invalid configuration: %w", err), Reported: true}
@@ -312,12 +332,7 @@ func startWith(ctx context.Context, getenv func(string) string, mode config.Mode
 	}
 
 	a.startupCtx, a.stopStartup = context.WithTimeout(ctx, startupTimeout)
-	st, err := open(a.startupCtx, cfg.DatabaseURL, store.Options{
-		MaxConns:     int32(cfg.PoolSize()),
-		PoolMode:     cfg.DBPoolMode,
-		Logger:       log,
-		AllowExposed: cfg.MigrateAllowExposed,
-	})
+	st, err := open(a.startupCtx, cfg.DatabaseURL, cfg.Store(log, a.workerID))
 	if errors.Is(err, store.ErrBadDSN) {
 		a.stopStartup()
 		fmt.Fprintf(stderr, "usage-sync: the configuration has problems (usage-sync --help lists every variable):\nDATABASE_URL: %v: give a postgres:// URL or a key=value DSN the driver accepts\n", err)
@@ -372,11 +387,5 @@ func defaultWorkerID() string {
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
-// revisionInterval maps REVISION_INTERVAL to the syncer's option, where zero means "the default"
-// and REVISION_INTERVAL=0 means every cycle.
-func revisionInterval(d time.Duration) time.Duration {
-	if d == 0 {
-		return syncer.RevisionEveryCycle
-	}
-	return d
-}
+// userAgent is the upstream client's User-Agent: the binary's name and version.
+func userAgent() string { return "usage-sync/" + version }

@@ -12,27 +12,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/store"
 )
 
 const password = "Pa55-w0rd-XyZ"
 
-// env returns a complete, valid environment whose database is dsn, with kv overrides.
-func env(dsn string, kv ...string) func(string) string {
-	m := map[string]string{
-		"DATABASE_URL":         dsn,
-		"UPSTREAM_BASE_URL":    "http://127.0.0.1:1/api/v1",
-		"UPSTREAM_ADMIN_TOKEN": "admin-token-secret",
-		"LOG_LEVEL":            "debug",
-		// Parallel daemons must not fight over the default :9464.
-		"METRICS_ADDR": "127.0.0.1:0",
+// env returns a Load of a complete, valid configuration whose database is dsn, after edits: what
+// config.Load would decode from such an environment (the config package's tests hold the
+// decoding itself, on real process environments).
+func env(dsn string, edits ...func(*config.Config)) Load {
+	c := config.Defaults()
+	c.DatabaseURL = dsn
+	c.UpstreamBaseURL = "http://127.0.0.1:1/api/v1"
+	c.UpstreamAdminToken = "admin-token-secret"
+	c.LogLevel = "debug"
+	// Parallel daemons must not fight over the default :9464.
+	c.MetricsAddr = "127.0.0.1:0"
+	for _, edit := range edits {
+		edit(&c)
 	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
+	return func() (config.Config, error) { return c, nil }
 }
+
+// dbOnly is a Load of an environment that sets only DATABASE_URL, after edits.
+func dbOnly(dsn string, edits ...func(*config.Config)) Load {
+	c := config.Defaults()
+	c.DatabaseURL = dsn
+	for _, edit := range edits {
+		edit(&c)
+	}
+	return func() (config.Config, error) { return c, nil }
+}
+
+// badEnv is a Load whose environment did not decode: env(dsn, edits...) and the decoding
+// problem problem.
+func badEnv(problem error, dsn string, edits ...func(*config.Config)) Load {
+	c, _ := env(dsn, edits...)()
+	return func() (config.Config, error) { return c, problem }
+}
+
+// ref returns a pointer to v.
+func ref[T any](v T) *T { return &v }
 
 // closedDB is a database URL nothing listens on.
 const closedDB = "postgres://app:" + password + "@127.0.0.1:1/app?sslmode=disable&connect_timeout=5"
@@ -93,7 +115,7 @@ type result struct {
 	stdout, stderr string
 }
 
-func run(t *testing.T, getenv func(string) string, args ...string) result {
+func run(t *testing.T, getenv Load, args ...string) result {
 	t.Helper()
 	var stdout, stderr output
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -120,6 +142,17 @@ func exampleNames(t *testing.T) []string {
 		t.Fatalf("config.example.env names only %v", names)
 	}
 	return names
+}
+
+// Every command Run dispatches is in the short usage, the one the unknown-command message
+// prints after naming them from the same table.
+func TestEveryCommandInUsage(t *testing.T) {
+	t.Parallel()
+	for _, c := range commands() {
+		if !strings.Contains(shortUsage, "usage-sync "+c.name) || !strings.Contains(commandNames(), c.name) {
+			t.Errorf("command %s is missing from the short usage or the unknown-command message", c.name)
+		}
+	}
 }
 
 func TestHelp(t *testing.T) {
@@ -155,12 +188,12 @@ func TestUsageAndConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
-		getenv func(string) string
+		getenv Load
 		args   []string
 		want   []string // in stderr
 	}{
 		{"unknown flag", env(closedDB), []string{"--bogus"}, []string{"flag provided but not defined: -bogus", "Usage:"}},
-		{"unknown command", env(closedDB), []string{"serve"}, []string{`unknown command "serve"`, "Usage:"}},
+		{"unknown command", env(closedDB), []string{"serve"}, []string{`unknown command "serve": the commands are migrate, report, resync, verify, pause, resume and help`, "Usage:"}},
 		{"all without once", env(closedDB), []string{"--all"}, []string{"--all and --user select the users of a --once run: add --once"}},
 		{"user without once", env(closedDB), []string{"--user", "3f2b5c9e-0a7d-4e61-9a51-2c1f0f6e8b2d"}, []string{"add --once"}},
 		{"user not a uuid", env(closedDB), []string{"--once", "--user", "not-a-uuid"}, []string{`--user "not-a-uuid" is not a UUID`}},
@@ -170,11 +203,21 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{"missing DATABASE_URL", env(""), nil, []string{"DATABASE_URL is empty"}},
 		{"missing DATABASE_URL for --once", env(""), []string{"--once"}, []string{"DATABASE_URL is empty"}},
 		{"missing DATABASE_URL for migrate", env(""), []string{"migrate"}, []string{"DATABASE_URL is empty"}},
-		{"bad schedule", env(closedDB, "SYNC_SCHEDULE", "*/5 * *"), nil, []string{`SYNC_SCHEDULE "*/5 * *": expected 5 fields, found 3`}},
-		{"bad schedule for --once", env(closedDB, "SYNC_SCHEDULE", "every minute"), []string{"--once"}, []string{"SYNC_SCHEDULE"}},
-		{"no upstream credentials", env(closedDB, "UPSTREAM_ADMIN_TOKEN", ""), []string{"--once"}, []string{"UPSTREAM_ADMIN_TOKEN and SUPABASE_JWT_SECRET are both empty"}},
-		{"undecodable value", env(closedDB, "SYNC_CONCURRENCY", "four"), nil, []string{`SYNC_CONCURRENCY "four": is not a whole number`}},
-		{"all problems at once", env("", "SYNC_SCHEDULE", "x", "LOG_LEVEL", "loud"), nil, []string{"DATABASE_URL", "SYNC_SCHEDULE", "LOG_LEVEL"}},
+		{"bad schedule", env(closedDB, func(c *config.Config) {
+			c.SyncSchedule = "*/5 * *"
+		}), nil, []string{`SYNC_SCHEDULE "*/5 * *": expected 5 fields, found 3`}},
+		{"bad schedule for --once", env(closedDB, func(c *config.Config) {
+			c.SyncSchedule = "every minute"
+		}), []string{"--once"}, []string{"SYNC_SCHEDULE"}},
+		{"no upstream credentials", env(closedDB, func(c *config.Config) {
+			c.UpstreamAdminToken = ""
+		}), []string{"--once"}, []string{"UPSTREAM_ADMIN_TOKEN and SUPABASE_JWT_SECRET are both empty"}},
+		{"undecodable value", badEnv(errors.New(`SYNC_CONCURRENCY "four": is not a whole number: set a number such as 4`), closedDB), nil,
+			[]string{"the configuration has problems", `SYNC_CONCURRENCY "four": is not a whole number`}},
+		{"all problems at once", env("", func(c *config.Config) {
+			c.SyncSchedule = "x"
+			c.LogLevel = "loud"
+		}), nil, []string{"DATABASE_URL", "SYNC_SCHEDULE", "LOG_LEVEL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,14 +246,12 @@ func TestUnreachableDatabase(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
-		env  func(string) string
+		env  Load
 	}{
 		// The daemon waits instead (TestDaemonWaitsForItsDatabase).
 		{"once", []string{"--once", "--all"}, env(closedDB)},
 		// migrate needs only the database: no upstream settings, and a schedule it ignores.
-		{"migrate", []string{"migrate"}, func(k string) string {
-			return map[string]string{"DATABASE_URL": closedDB, "SYNC_SCHEDULE": "bad"}[k]
-		}},
+		{"migrate", []string{"migrate"}, dbOnly(closedDB, func(c *config.Config) { c.SyncSchedule = "bad" })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,7 +340,7 @@ func TestExitCode(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.EmptyDB(t, pgtest.Plain)
-	getenv := func(k string) string { return map[string]string{"DATABASE_URL": dsn}[k] }
+	getenv := dbOnly(dsn)
 
 	r := run(t, getenv, "migrate")
 	if r.code != 0 {
@@ -339,7 +380,9 @@ func TestOnceWithNoUsers(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.MigratedDB(t, pgtest.Plain)
 	// --once runs even though SYNC_ENABLED is false.
-	r := run(t, env(dsn, "SYNC_ENABLED", "false"), "--once")
+	r := run(t, env(dsn, func(c *config.Config) {
+		c.SyncEnabled = false
+	}), "--once")
 	if r.code != 0 {
 		t.Fatalf("exit %d (%v); stderr:\n%s", r.code, r.err, r.stderr)
 	}
@@ -349,7 +392,7 @@ func TestOnceWithNoUsers(t *testing.T) {
 }
 
 // daemon starts Run without arguments and returns a function that cancels it and returns its error.
-func daemon(t *testing.T, getenv func(string) string, stderr *output) func() error {
+func daemon(t *testing.T, getenv Load, stderr *output) func() error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -395,7 +438,10 @@ func TestDaemonEnabled(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.MigratedDB(t, pgtest.Plain)
 	var stderr output
-	stop := daemon(t, env(dsn, "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "@every 1s"), &stderr)
+	stop := daemon(t, env(dsn, func(c *config.Config) {
+		c.SyncEnabled = true
+		c.SyncSchedule = "@every 1s"
+	}), &stderr)
 	wait(t, stderr.when(`"trigger":"schedule"`), "scheduled cycle", &stderr)
 	if err := stop(); err != nil {
 		t.Fatalf("Run after cancel = %v, want nil", err)

@@ -100,7 +100,7 @@ retried later): the daemon stops its webhooks first, then the schedule and the r
 and its probes last; a second signal exits at once with code 130.
 
 Logs are JSON lines on stderr, one event per line ("event": "sync.user.done"); secrets never
-appear in them.
+appear in them. docs/operations.md ("Logs") lists every event, its level and what to do about it.
 
 Environment (an empty variable takes the default; config.example.env lists them all):
 `

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
@@ -70,7 +71,11 @@ func TestOnceAllAfterASIGTERMedRunExitsNonZero(t *testing.T) {
 		sim.ClearFault(u)
 	}
 	sim.SetFault(refused, simulator.Fault{Status: 401})
-	r := run(t, env(dsn, vars...), "--once", "--all")
+	// The same settings as the child's environment, typed (the child decoded them with config.Load).
+	r := run(t, env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL, c.UpstreamAdminToken, c.UpstreamRetryMax = base, "adm", time.Second
+		c.ChargeEnabled, c.SyncConcurrency = true, 1
+	}), "--once", "--all")
 	if r.code != ExitUsersFailed || !strings.Contains(r.stderr, "4 users: 3 synced (0 degraded), 1 failed") || !strings.Contains(r.stderr, refused) {
 		t.Fatalf("--once --all after the SIGTERMed run: exit %d, want %d with the refused user failed again:\n%s", r.code, ExitUsersFailed, r.stderr)
 	}
@@ -92,6 +97,6 @@ func TestOnceProcessHelper(t *testing.T) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	err := Run(ctx, []string{"--once", "--all"}, os.Getenv, os.Stdout, os.Stderr)
+	err := Run(ctx, []string{"--once", "--all"}, config.Load, os.Stdout, os.Stderr)
 	os.Exit(ExitCode(err))
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
@@ -56,7 +57,7 @@ func addrOf(t *testing.T, stderr *output, event string) string {
 }
 
 // untilExit runs the daemon until it stops by itself (a failure) and returns Run's error.
-func untilExit(t *testing.T, getenv func(string) string, stderr *output) error {
+func untilExit(t *testing.T, getenv Load, stderr *output) error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -107,8 +108,15 @@ func TestDaemonStartStop100(t *testing.T) {
 	dsn, sim, base := simulated(t, 15, 2*runs/held)
 	defer noLeaks(t)()
 	users := sim.Users()
-	getenv := env(dsn, "UPSTREAM_BASE_URL", base, "UPSTREAM_ADMIN_TOKEN", "adm", "LOG_LEVEL", "debug",
-		"SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *", "SYNC_REQUEST_POLL", "100ms", "WEBHOOK_ADDR", "127.0.0.1:0")
+	getenv := env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = base
+		c.UpstreamAdminToken = "adm"
+		c.LogLevel = "debug"
+		c.SyncEnabled = true
+		c.SyncSchedule = "0 0 1 1 *"
+		c.SyncRequestPoll = 100 * time.Millisecond
+		c.WebhookAddr = "127.0.0.1:0"
+	})
 	for i := range runs {
 		var stderr output
 		ctx, cancel := context.WithCancel(context.Background())
@@ -214,7 +222,9 @@ func TestDaemonStopsPromptlyMidDatabaseAttempt(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, nil, env("postgres://postgres@"+ln.Addr().String()+"/app?sslmode=disable", "SYNC_ENABLED", "true"), &output{}, &stderr)
+		done <- Run(ctx, nil, env("postgres://postgres@"+ln.Addr().String()+"/app?sslmode=disable", func(c *config.Config) {
+			c.SyncEnabled = true
+		}), &output{}, &stderr)
 	}()
 	ops := "http://" + func() string {
 		wait(t, stderr.when(`"event":"metrics.listening"`), "metrics.listening", &stderr)
@@ -261,7 +271,11 @@ func TestDaemonPartFailingAtStartStopsTheOthers(t *testing.T) {
 	defer noLeaks(t)()
 
 	var stderr output
-	err = untilExit(t, env(dsn, "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *", "WEBHOOK_ADDR", taken.Addr().String()), &stderr)
+	err = untilExit(t, env(dsn, func(c *config.Config) {
+		c.SyncEnabled = true
+		c.SyncSchedule = "0 0 1 1 *"
+		c.WebhookAddr = taken.Addr().String()
+	}), &stderr)
 	out := stderr.String()
 	if ExitCode(err) != ExitRuntime || !Reported(err) {
 		t.Fatalf("Run with WEBHOOK_ADDR taken = %v (exit %d), want exit %d:\n%s", err, ExitCode(err), ExitRuntime, out)
@@ -286,7 +300,10 @@ func TestDaemonPartFailingAtStartStopsTheOthers(t *testing.T) {
 	}
 
 	var first output
-	err = untilExit(t, env(dsn, "SYNC_ENABLED", "true", "METRICS_ADDR", taken.Addr().String()), &first)
+	err = untilExit(t, env(dsn, func(c *config.Config) {
+		c.SyncEnabled = true
+		c.MetricsAddr = taken.Addr().String()
+	}), &first)
 	if out := first.String(); ExitCode(err) != ExitRuntime || !strings.Contains(out, `"stage":"metrics"`) ||
 		!strings.Contains(out, "METRICS_ADDR "+taken.Addr().String()) || strings.Contains(out, "daemon.database_wait") || strings.Contains(out, "schedule.started") {
 		t.Fatalf("Run with METRICS_ADDR taken = %v (exit %d), want exit %d before anything else starts:\n%s", err, ExitCode(err), ExitRuntime, out)

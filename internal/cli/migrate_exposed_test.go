@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/store"
 )
@@ -18,7 +19,9 @@ func TestMigrateCommandOnAnExposedDashboard(t *testing.T) {
 	owner := pgtest.AsRole(t, dsn, pgtest.ProjectOwner)
 	pgtest.Exec(t, owner, pgtest.Testdata(t, "dashboard-legacy.sql"))
 
-	r := run(t, env(owner, "LOG_LEVEL", "info"), "migrate")
+	r := run(t, env(owner, func(c *config.Config) {
+		c.LogLevel = "info"
+	}), "migrate")
 	if r.code != ExitRuntime {
 		t.Fatalf("migrate exit %d (%v), want %d; stderr:\n%s", r.code, r.err, ExitRuntime, r.stderr)
 	}
@@ -36,7 +39,10 @@ func TestMigrateCommandOnAnExposedDashboard(t *testing.T) {
 		t.Errorf("migrate applied migrations before stopping:\n%s", r.stdout)
 	}
 
-	r = run(t, env(owner, "LOG_LEVEL", "info", "MIGRATE_ALLOW_EXPOSED", "true"), "migrate")
+	r = run(t, env(owner, func(c *config.Config) {
+		c.LogLevel = "info"
+		c.MigrateAllowExposed = true
+	}), "migrate")
 	if r.code != 0 {
 		t.Fatalf("migrate with MIGRATE_ALLOW_EXPOSED=true exit %d (%v); stderr:\n%s", r.code, r.err, r.stderr)
 	}

@@ -4,7 +4,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
@@ -27,7 +29,12 @@ func simulated(t *testing.T, seed int64, users int) (dsn string, sim *simulator.
 func TestOnceSyncsEveryUserAndReportsFailures(t *testing.T) {
 	t.Parallel()
 	dsn, sim, base := simulated(t, 5, 3)
-	getenv := env(dsn, "UPSTREAM_BASE_URL", base, "UPSTREAM_ADMIN_TOKEN", "adm", "UPSTREAM_RETRY_MAX_ELAPSED", "1s", "CHARGE_ENABLED", "true")
+	getenv := env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = base
+		c.UpstreamAdminToken = "adm"
+		c.UpstreamRetryMax = time.Second
+		c.ChargeEnabled = true
+	})
 
 	r := run(t, getenv, "--once")
 	if r.code != 0 || !strings.Contains(r.stderr, "3 users: 3 synced") {

@@ -8,15 +8,15 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/health"
 	"github.com/usage-sync/usage-sync/internal/metrics"
 	"github.com/usage-sync/usage-sync/internal/store"
 )
 
-// ops is the probe and metrics side of a run: nil metrics and no server when METRICS_ADDR is off
-// (or, for --once, not set in the environment at all).
+// ops is the probe and metrics side of a run, built only when the run serves them
+// (config.MetricsListen).
 type ops struct {
+	addr    string // where listen binds
 	metrics *metrics.Metrics
 	srv     *health.Server
 	log     *zap.Logger
@@ -25,22 +25,12 @@ type ops struct {
 	stopping atomic.Bool
 }
 
-// wantOps says whether this run serves probes and metrics: the daemon unless METRICS_ADDR is
-// off; --once only when METRICS_ADDR is set in its environment (a one-shot run is usually not
-// scraped, and the default port may be taken by a daemon on the same host).
-func wantOps(cfg config.Config, once bool, getenv func(string) string) bool {
-	if cfg.MetricsAddr == config.MetricsOff {
-		return false
-	}
-	return !once || getenv("METRICS_ADDR") != ""
-}
-
 // newOps builds the metrics; listen serves them.
-func (a *app) newOps() *ops {
-	return &ops{metrics: metrics.New(a.st, a.log), log: a.log}
+func (a *app) newOps(addr string) *ops {
+	return &ops{addr: addr, metrics: metrics.New(a.st, a.log), log: a.log}
 }
 
-// listen starts the probe and metrics listener on METRICS_ADDR.
+// listen starts the probe and metrics listener on its address (METRICS_ADDR).
 func (o *ops) listen(a *app) error {
 	checks := health.Checks{
 		Live: func() error {
@@ -51,7 +41,7 @@ func (o *ops) listen(a *app) error {
 		},
 		Ready: func(ctx context.Context) error { return readiness(ctx, a.st, a.log) },
 	}
-	srv, err := health.Listen(a.cfg.MetricsAddr, health.Handler(checks, o.metrics.Registry(), a.log))
+	srv, err := health.Listen(o.addr, health.Handler(checks, o.metrics.Registry(), a.log))
 	if err != nil {
 		return err
 	}
@@ -73,7 +63,7 @@ func (o *ops) part(a *app) part {
 				return nil
 			case <-o.srv.Done():
 				if err := o.srv.Err(); err != nil {
-					return fmt.Errorf("serve probes and metrics on METRICS_ADDR %s: %w", a.cfg.MetricsAddr, err)
+					return fmt.Errorf("serve probes and metrics on METRICS_ADDR %s: %w", o.addr, err)
 				}
 				return nil // the lifecycle reports a part that stops by itself
 			}

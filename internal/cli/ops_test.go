@@ -8,9 +8,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
@@ -54,7 +56,10 @@ func TestProbes(t *testing.T) {
 	dsn := pgtest.MigratedDB(t, pgtest.Plain)
 	proxy, viaProxy := pgtest.NewProxy(t, dsn)
 	var stderr output
-	stop := daemon(t, env(viaProxy, "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *"), &stderr)
+	stop := daemon(t, env(viaProxy, func(c *config.Config) {
+		c.SyncEnabled = true
+		c.SyncSchedule = "0 0 1 1 *"
+	}), &stderr)
 	base := opsAddr(t, &stderr)
 	expect := func(path string, code int, body string) { t.Helper(); expectGet(t, base+path, code, body) }
 	// ready recovers on its own once the database answers again: each failed check drops a
@@ -104,7 +109,9 @@ func TestProbes(t *testing.T) {
 func TestMetricsAddrOffAndOnce(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.MigratedDB(t, pgtest.Plain)
-	r := run(t, env(dsn, "METRICS_ADDR", ""), "--once")
+	r := run(t, env(dsn, func(c *config.Config) {
+		c.MetricsAddr = ""
+	}), "--once")
 	if r.code != 0 || strings.Contains(r.stderr, "metrics.listening") {
 		t.Fatalf("--once without METRICS_ADDR: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
@@ -113,7 +120,9 @@ func TestMetricsAddrOffAndOnce(t *testing.T) {
 		t.Fatalf("--once with METRICS_ADDR: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 	var stderr output
-	stop := daemon(t, env(dsn, "METRICS_ADDR", "off"), &stderr)
+	stop := daemon(t, env(dsn, func(c *config.Config) {
+		c.MetricsAddr = "off"
+	}), &stderr)
 	wait(t, stderr.when(`"event":"schedule.disabled"`), "schedule.disabled", &stderr)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -143,8 +152,15 @@ func TestRequestSyncDaemon(t *testing.T) {
 		values ('`+users[1]+`', 'error', 3, now() + interval '1 hour', now() - interval '1 minute')`)
 
 	var stderr output
-	stop := daemon(t, env(dsn, "UPSTREAM_BASE_URL", srv.URL+"/api/v1", "UPSTREAM_ADMIN_TOKEN", "adm", "CHARGE_ENABLED", "true",
-		"SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *", "SYNC_REQUEST_POLL", "100ms", "DB_POOL_MODE", "transaction"), &stderr)
+	stop := daemon(t, env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = srv.URL + "/api/v1"
+		c.UpstreamAdminToken = "adm"
+		c.ChargeEnabled = true
+		c.SyncEnabled = true
+		c.SyncSchedule = "0 0 1 1 *"
+		c.SyncRequestPoll = 100 * time.Millisecond
+		c.DBPoolMode = "transaction"
+	}), &stderr)
 	defer func() {
 		if err := stop(); err != nil {
 			t.Errorf("daemon: %v", err)

@@ -62,7 +62,7 @@ Exit codes:
 `
 
 // runPause pauses one user (see pauseHelp).
-func runPause(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runPause(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	fs, help := newFlagSet("usage-sync pause", stderr)
 	user := fs.String("user", "", "the user (uuid) to pause")
 	reason := fs.String("reason", "", "why, shown to the user")
@@ -88,7 +88,7 @@ func runPause(ctx context.Context, args []string, getenv func(string) string, st
 			return usageError(stderr, "--by %q: give a name of plain text, at most %d bytes, such as support-alice", *by, safetext.MaxIDDefault)
 		}
 	}
-	a, uid, err := startUserCommand(ctx, "pause", *user, fs.NArg(), getenv, stderr)
+	a, uid, err := startUserCommand(ctx, "pause", *user, fs.NArg(), load, stderr)
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func runPause(ctx context.Context, args []string, getenv func(string) string, st
 	if who == "" {
 		who = pausedByDefault(a.cfg.WorkerID)
 	}
-	p, err := a.st.Pause(ctx, uid, why, who, nil)
+	p, err := a.st.Pause(ctx, nil, uid, why, who)
 	if err != nil {
 		return a.fail(ExitRuntime, "pause", err)
 	}
@@ -117,7 +117,7 @@ func runPause(ctx context.Context, args []string, getenv func(string) string, st
 }
 
 // runResume ends one user's pause (see resumeHelp).
-func runResume(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runResume(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	fs, help := newFlagSet("usage-sync resume", stderr)
 	user := fs.String("user", "", "the user (uuid) to resume")
 	if err := parseFlags(fs, args); err != nil {
@@ -127,12 +127,12 @@ func runResume(ctx context.Context, args []string, getenv func(string) string, s
 		_, err := fmt.Fprint(stdout, resumeHelp)
 		return err
 	}
-	a, uid, err := startUserCommand(ctx, "resume", *user, fs.NArg(), getenv, stderr)
+	a, uid, err := startUserCommand(ctx, "resume", *user, fs.NArg(), load, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	r, err := a.st.Resume(ctx, uid, nil)
+	r, err := a.st.Resume(ctx, nil, uid)
 	if errors.Is(err, store.ErrNotPaused) {
 		fmt.Fprintf(stdout, "user %s is not paused: nothing changed\n", uid)
 		return &ExitError{Code: ExitUsersFailed, Err: fmt.Errorf("user %s: %w", uid, err), Reported: true}
@@ -154,7 +154,7 @@ func runResume(ctx context.Context, args []string, getenv func(string) string, s
 
 // startUserCommand checks a one-user command's --user and arguments, opens the database, checks
 // its schema and that the user is in profiles.
-func startUserCommand(ctx context.Context, name, user string, nargs int, getenv func(string) string, stderr io.Writer) (*app, string, error) {
+func startUserCommand(ctx context.Context, name, user string, nargs int, load Load, stderr io.Writer) (*app, string, error) {
 	if nargs > 0 {
 		return nil, "", usageError(stderr, "%s takes only flags: see usage-sync %s --help", name, name)
 	}
@@ -162,7 +162,7 @@ func startUserCommand(ctx context.Context, name, user string, nargs int, getenv 
 	if !safetext.IsUUID(uid) {
 		return nil, "", usageError(stderr, "%s needs --user UUID (the user's id in profiles), got %q", name, user)
 	}
-	a, err := start(ctx, getenv, config.ModeMigrate, stderr)
+	a, err := start(ctx, load, config.ModeDatabase, stderr)
 	if err != nil {
 		return nil, "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 )
 
@@ -41,7 +42,12 @@ func TestPauseAndResumeCommands(t *testing.T) {
 	t.Parallel()
 	dsn, sim, base := simulated(t, 9, 2)
 	u := sim.Users()[0]
-	getenv := env(dsn, "UPSTREAM_BASE_URL", base, "UPSTREAM_ADMIN_TOKEN", "adm", "WORKER_ID", "ops-box", "CHARGE_ENABLED", "true")
+	getenv := env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = base
+		c.UpstreamAdminToken = "adm"
+		c.WorkerID = "ops-box"
+		c.ChargeEnabled = true
+	})
 
 	for _, bad := range [][]string{
 		{"pause", "--user", u},                           // no reason

@@ -14,7 +14,7 @@ import (
 
 // runReport prints one user's usage and charges per UTC day. It only reads, so it needs only
 // DATABASE_URL and is safe beside a running daemon.
-func runReport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runReport(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	fs, help := newFlagSet("usage-sync report", stderr)
 	user := fs.String("user", "", "the user (uuid) to report on")
 	days := fs.Int("days", 14, "how many UTC days back from today")
@@ -30,7 +30,7 @@ func runReport(ctx context.Context, args []string, getenv func(string) string, s
 	if *days < 1 || *days > 366 {
 		return usageError(stderr, "--days %d: give 1 to 366", *days)
 	}
-	a, err := start(ctx, getenv, config.ModeMigrate, stderr)
+	a, err := start(ctx, load, config.ModeDatabase, stderr)
 	if err != nil {
 		return err
 	}

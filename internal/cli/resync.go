@@ -43,7 +43,7 @@ CHARGE_ENABLED, CHARGE_FROM, SETTLE_LAG as the daemon has them).
 `
 
 // runResync re-reads a user's settled days (docs/operations.md, "An upstream correction").
-func runResync(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runResync(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	fs, help := newFlagSet("usage-sync resync", stderr)
 	userArg := fs.String("user", "", "the user (uuid) to resync")
 	fromArg := fs.String("from", "", "first UTC day, YYYY-MM-DD")
@@ -79,7 +79,7 @@ func runResync(ctx context.Context, args []string, getenv func(string) string, s
 				*fromArg, *toArg, n, syncer.ResyncMaxDays)
 		}
 	}
-	a, sy, err := startOperator(ctx, getenv, stderr)
+	a, sy, err := startOperator(ctx, load, stderr)
 	if err != nil {
 		return err
 	}

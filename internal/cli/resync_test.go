@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
@@ -13,7 +14,7 @@ import (
 // corrections is a world for the operator's commands: users with one key each, requests on the
 // day two days ago (settled whatever the time of day), CHARGE_FROM three days ago at midnight,
 // every user synced once. It returns the environment and that day.
-func corrections(t *testing.T, users ...string) (dsn string, sim *simulator.Sim, getenv func(string) string, d time.Time) {
+func corrections(t *testing.T, users ...string) (dsn string, sim *simulator.Sim, getenv Load, d time.Time) {
 	t.Helper()
 	dsn = pgtest.MigratedDB(t, pgtest.Plain)
 	sim = simulator.New(simulator.Config{Users: -1, AdminToken: "adm"})
@@ -29,8 +30,14 @@ func corrections(t *testing.T, users ...string) (dsn string, sim *simulator.Sim,
 		}
 		pgtest.Exec(t, dsn, `insert into profiles (user_id) values ('`+u+`'); insert into user_credits (user_id, credits_remaining) values ('`+u+`', 1000)`)
 	}
-	getenv = env(dsn, "UPSTREAM_BASE_URL", srv.URL+"/api/v1", "UPSTREAM_ADMIN_TOKEN", "adm", "UPSTREAM_RETRY_MAX_ELAPSED", "1s",
-		"CHARGE_ENABLED", "true", "CHARGE_FROM", today.AddDate(0, 0, -3).Format(time.RFC3339), "LOG_LEVEL", "info")
+	getenv = env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = srv.URL + "/api/v1"
+		c.UpstreamAdminToken = "adm"
+		c.UpstreamRetryMax = time.Second
+		c.ChargeEnabled = true
+		c.ChargeFrom = ref(today.AddDate(0, 0, -3).Truncate(time.Second))
+		c.LogLevel = "info"
+	})
 	if r := run(t, getenv, "--once", "--all"); r.code != 0 {
 		t.Fatalf("--once exit %d:\n%s", r.code, r.stderr)
 	}

@@ -16,7 +16,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 )
 
@@ -26,14 +28,23 @@ func TestTrustConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		env  func(string) string
+		env  Load
 		want string
 	}{
-		{"webhook off loopback without a secret", env(closedDB, "SYNC_ENABLED", "true", "WEBHOOK_ADDR", ":8080"),
+		{"webhook off loopback without a secret", env(closedDB, func(c *config.Config) {
+			c.SyncEnabled = true
+			c.WebhookAddr = ":8080"
+		}),
 			"set WEBHOOK_SECRET to the secret the upstream signs webhooks with, or listen on loopback only (e.g. WEBHOOK_ADDR=127.0.0.1:8080)"},
-		{"cleartext base URL", env(closedDB, "UPSTREAM_BASE_URL", "http://api.example.com/api/v1"),
+		{"cleartext base URL", env(closedDB, func(c *config.Config) {
+			c.UpstreamBaseURL = "http://api.example.com/api/v1"
+		}),
 			"use https://api.example.com/api/v1, or set UPSTREAM_ALLOW_INSECURE=true"},
-		{"JWT TTL of an hour", env(closedDB, "UPSTREAM_ADMIN_TOKEN", "", "SUPABASE_JWT_SECRET", "jwt", "UPSTREAM_JWT_TTL", "1h"),
+		{"JWT TTL of an hour", env(closedDB, func(c *config.Config) {
+			c.UpstreamAdminToken = ""
+			c.SupabaseJWTSecret = "jwt"
+			c.UpstreamJWTTTL = time.Hour
+		}),
 			"UPSTREAM_JWT_TTL 1h0m0s is above 15m0s"},
 	}
 	for _, tt := range tests {
@@ -51,7 +62,10 @@ func TestTrustConfigErrors(t *testing.T) {
 func TestInsecureUpstreamWarns(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.MigratedDB(t, pgtest.Plain)
-	r := run(t, env(dsn, "UPSTREAM_BASE_URL", "http://api.example.com/api/v1", "UPSTREAM_ALLOW_INSECURE", "true"), "--once")
+	r := run(t, env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = "http://api.example.com/api/v1"
+		c.UpstreamAllowInsecure = true
+	}), "--once")
 	if r.code != 0 {
 		t.Fatalf("exit %d (%v); stderr:\n%s", r.code, r.err, r.stderr)
 	}
@@ -86,8 +100,15 @@ func TestEscapedPasswordNeverLogged(t *testing.T) {
 func TestWebhookHeldBodiesBoundMemory(t *testing.T) {
 	dsn, sim, base := simulated(t, 1, 1)
 	var stderr output
-	stop := daemon(t, env(dsn, "UPSTREAM_BASE_URL", base, "UPSTREAM_ADMIN_TOKEN", "adm", "SYNC_ENABLED", "true",
-		"SYNC_SCHEDULE", "0 0 1 1 *", "WEBHOOK_ADDR", "127.0.0.1:0", "WEBHOOK_SECRET", "hook-secret", "LOG_LEVEL", "info"), &stderr)
+	stop := daemon(t, env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = base
+		c.UpstreamAdminToken = "adm"
+		c.SyncEnabled = true
+		c.SyncSchedule = "0 0 1 1 *"
+		c.WebhookAddr = "127.0.0.1:0"
+		c.WebhookSecret = "hook-secret"
+		c.LogLevel = "info"
+	}), &stderr)
 	defer func() {
 		if err := stop(); err != nil {
 			t.Errorf("daemon: %v", err)

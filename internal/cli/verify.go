@@ -40,7 +40,7 @@ Needs the same environment as --once (DATABASE_URL, UPSTREAM_BASE_URL and a cred
 `
 
 // runVerify compares the upstream with the mirror and the ledger, writing nothing.
-func runVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runVerify(ctx context.Context, args []string, load Load, stdout, stderr io.Writer) error {
 	fs, help := newFlagSet("usage-sync verify", stderr)
 	userArg := fs.String("user", "", "only this user (uuid)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -61,7 +61,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 			return usageError(stderr, "--user %q is not a UUID: give the user's id from profiles", *userArg)
 		}
 	}
-	a, sy, err := startOperator(ctx, getenv, stderr)
+	a, sy, err := startOperator(ctx, load, stderr)
 	if err != nil {
 		return err
 	}
@@ -105,6 +105,10 @@ func printVerify(w io.Writer, rep syncer.VerifyReport) error {
 		diffs += len(u.Differences)
 		parts := make([]string, len(u.Differences))
 		for i, d := range u.Differences {
+			if d.Rows > 0 {
+				parts[i] = fmt.Sprintf("%s %s: %d differ from the record (fix: %s)", d.Kind, d.Subject, d.Rows, d.Fix)
+				continue
+			}
 			theirs, ours := "upstream", "ours"
 			if d.Kind == syncer.DiffMirrorAltered {
 				theirs, ours = "record", "mirror" // the worker's record against the dashboard's copy

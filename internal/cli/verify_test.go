@@ -96,3 +96,17 @@ func TestVerifyCommand(t *testing.T) {
 		t.Fatalf("verify with the database down: exit %d, want %d", r.code, ExitRuntime)
 	}
 }
+
+// A difference that is a count of rows reads as one, not as "record 0, mirror 3".
+func TestPrintVerifyRowCount(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	rep := syncer.VerifyReport{Checked: 1, WithDifferences: 1, Users: []syncer.VerifyUser{{UserID: "u", Status: "ok",
+		Differences: []syncer.Difference{{Kind: syncer.DiffMirrorAltered, Subject: "api_usage per-key rows", Rows: 3, Fix: "restore"}}}}}
+	if err := printVerify(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	if want := "u  status ok: mirror_altered api_usage per-key rows: 3 differ from the record (fix: restore)\n"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("got %q, want it to start with %q", b.String(), want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 )
 
@@ -16,7 +17,10 @@ func TestDaemonWaitsForItsDatabase(t *testing.T) {
 	proxy, viaProxy := pgtest.NewProxy(t, dsn)
 	proxy.SetDown(true)
 	var stderr output
-	stop := daemon(t, env(viaProxy, "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "@every 1s"), &stderr)
+	stop := daemon(t, env(viaProxy, func(c *config.Config) {
+		c.SyncEnabled = true
+		c.SyncSchedule = "@every 1s"
+	}), &stderr)
 	base := opsAddr(t, &stderr)
 	wait(t, stderr.when(`"event":"daemon.database_wait","attempt":1`), "the first failed attempt", &stderr)
 	expect := func(path string, code int, body string) { t.Helper(); expectGet(t, base+path, code, body) }
@@ -50,7 +54,9 @@ func TestDaemonWaitsForItsDatabase(t *testing.T) {
 func TestDaemonStopsWhileWaiting(t *testing.T) {
 	t.Parallel()
 	var stderr output
-	stop := daemon(t, env(closedDB, "SYNC_ENABLED", "true"), &stderr)
+	stop := daemon(t, env(closedDB, func(c *config.Config) {
+		c.SyncEnabled = true
+	}), &stderr)
 	wait(t, stderr.when(`"event":"daemon.database_wait"`), "a failed attempt", &stderr)
 	if err := stop(); err != nil {
 		t.Fatalf("Run after a signal while waiting = %v, want nil", err)

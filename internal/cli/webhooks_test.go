@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/usage-sync/usage-sync/internal/config"
 )
 
 // A signed completion webhook makes the daemon sync that user at once (not waiting for the
@@ -22,8 +24,16 @@ func TestDaemonWebhookFastPath(t *testing.T) {
 	dsn, sim, base := simulated(t, 6, 2)
 	users := sim.Users()
 	var stderr output
-	stop := daemon(t, env(dsn, "UPSTREAM_BASE_URL", base, "UPSTREAM_ADMIN_TOKEN", "adm", "CHARGE_ENABLED", "true",
-		"CHARGE_FROM", time.Now().UTC().AddDate(0, 0, -3).Format(time.RFC3339), "SYNC_ENABLED", "true", "SYNC_SCHEDULE", "0 0 1 1 *", "WEBHOOK_ADDR", "127.0.0.1:0", "WEBHOOK_SECRET", "hook-secret"), &stderr)
+	stop := daemon(t, env(dsn, func(c *config.Config) {
+		c.UpstreamBaseURL = base
+		c.UpstreamAdminToken = "adm"
+		c.ChargeEnabled = true
+		c.ChargeFrom = ref(time.Now().UTC().AddDate(0, 0, -3).Truncate(time.Second))
+		c.SyncEnabled = true
+		c.SyncSchedule = "0 0 1 1 *"
+		c.WebhookAddr = "127.0.0.1:0"
+		c.WebhookSecret = "hook-secret"
+	}), &stderr)
 	defer func() {
 		if err := stop(); err != nil {
 			t.Errorf("daemon: %v", err)

@@ -1,14 +1,14 @@
-// Package config reads the worker's settings from the environment and checks them before anything starts.
+// Package config decodes the worker's settings from the environment with envconfig, checks them, and maps them onto each component's options.
 //
-// The struct tags follow kelseyhightower/envconfig (names, required, descriptions) and envconfig is
-// the reference its tests hold Load to, but Load is the project's own small decoder: envconfig reads
-// only the process environment, while Load reads a getenv function, so that cli.Run and the tests
-// (in parallel) carry their own environment, and it reports every bad variable at once. The
-// defaults are not tags: each is the …Default constant of the package that owns the setting, read
-// once in defaults. A getenv function cannot tell an empty variable from an absent one, so an
-// empty value always means "use the default". For DATABASE_URL, the one variable tagged
-// required, empty therefore means missing; Validate reports it, as it reports UPSTREAM_BASE_URL
-// and the pair UPSTREAM_ADMIN_TOKEN / SUPABASE_JWT_SECRET for syncing.
+// envconfig.Process decodes every variable by its struct tag (names, required, descriptions);
+// the same tags draw the --help table (Usage). The defaults are not
+// tags: each is the …Default constant of the package that owns the setting, read once in
+// Defaults, and Load decodes over them, so an absent variable keeps its default. An empty
+// variable counts as absent (docs/engineering.md, "An empty variable is an unset one"). Load
+// reports every value that does not decode and Validate every value that decodes but is wrong,
+// each as one line naming the variable, what is wrong and the fix. The methods of
+// components.go turn a Config into the store's, the upstream client's and the syncer's options:
+// the one place where an environment variable meets the option it sets.
 package config
 
 import (
@@ -18,14 +18,17 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/usage-sync/usage-sync/internal/health"
+	"github.com/kelseyhightower/envconfig"
+
 	"github.com/usage-sync/usage-sync/internal/logging"
+	"github.com/usage-sync/usage-sync/internal/safetext"
 	"github.com/usage-sync/usage-sync/internal/schedule"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
@@ -75,16 +78,16 @@ type Config struct {
 
 	TriggerMinInterval time.Duration `envconfig:"TRIGGER_MIN_INTERVAL" desc:"no webhook or request_sync() syncs one user more than once per this interval, across replicas (at least 1s)"`
 
-	MetricsAddr     string        `envconfig:"METRICS_ADDR" desc:"host:port serving GET /livez, /readyz and /metrics; off: none; --once serves them only when this is set in its environment"`
+	MetricsAddr     string        `envconfig:"METRICS_ADDR" desc:"host:port serving GET /livez, /readyz and /metrics; off: none; empty: :9464 for the daemon, none for --once"`
 	SyncRequestPoll time.Duration `envconfig:"SYNC_REQUEST_POLL" desc:"how often the daemon looks for users whose sync the dashboard requested (public.request_sync())"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" desc:"debug, info, warn or error"`
 	WorkerID string `envconfig:"WORKER_ID" desc:"names this worker in leases and logs; empty: hostname-pid"`
 }
 
-// defaults is the configuration when no variable is set: each default is read, here and only
+// Defaults is the configuration when no variable is set: each default is read, here and only
 // here, from the …Default constant of the package that owns the setting.
-func defaults() Config {
+func Defaults() Config {
 	return Config{
 		DBPoolMode:         store.PoolModeDefault,
 		UpstreamJWTTTL:     upstream.JWTTTLDefault,
@@ -102,7 +105,6 @@ func defaults() Config {
 		TaskOverlap:        syncer.TaskOverlapDefault,
 		RevisionWindow:     syncer.RevisionWindowDefault,
 		RevisionInterval:   syncer.RevisionIntervalDefault,
-		MetricsAddr:        health.AddrDefault,
 		SyncRequestPoll:    syncer.RequestPollDefault,
 		TriggerMinInterval: syncer.TriggerMinIntervalDefault,
 		LogLevel:           logging.LevelDefault,
@@ -145,111 +147,82 @@ func (c Config) PoolSize() int {
 type Mode int
 
 const (
-	// ModeMigrate applies the schema: only the database settings matter.
+	// ModeMigrate applies the schema: only the database settings (and MIGRATE_ALLOW_EXPOSED)
+	// matter.
 	ModeMigrate Mode = iota + 1
+	// ModeDatabase reads or edits the worker's tables without syncing (report, pause, resume):
+	// only the database settings matter.
+	ModeDatabase
 	// ModeSync runs the daemon or --once: everything matters.
 	ModeSync
 )
 
 // field is one tagged field of Config.
 type field struct {
-	name, desc       string
-	required, secret bool
-	value            reflect.Value
-	typ              reflect.Type
+	name   string
+	secret bool
+	value  reflect.Value
+	sf     reflect.StructField
 }
 
 func fieldsOf(c *Config) []field {
 	v := reflect.ValueOf(c).Elem()
 	t := v.Type()
 	out := make([]field, 0, t.NumField())
-	for i := 0; i < t.NumField(); i++ {
+	for i := range t.NumField() {
 		sf := t.Field(i)
-		name := sf.Tag.Get("envconfig")
-		if name == "" {
-			continue
+		if name := sf.Tag.Get("envconfig"); name != "" {
+			out = append(out, field{name: name, secret: sf.Tag.Get("secret") == "true", value: v.Field(i), sf: sf})
 		}
-		out = append(out, field{
-			name:     name,
-			desc:     sf.Tag.Get("desc"),
-			required: sf.Tag.Get("required") == "true",
-			secret:   sf.Tag.Get("secret") == "true",
-			value:    v.Field(i),
-			typ:      sf.Type,
-		})
 	}
 	return out
 }
 
-// Load reads every variable through getenv and decodes it as envconfig would (strings, bools via
-// strconv.ParseBool, integers with base prefixes, durations, RFC 3339 times). An empty or absent
-// variable takes its default. A value that does not decode keeps the default, and its problem is
-// returned together with the others, one per line, so Validate can still be run on the result.
-func Load(getenv func(string) string) (Config, error) {
-	c := defaults()
+// Load decodes the process environment with envconfig.Process over the defaults: an absent or
+// empty variable keeps its default. A value that does not decode keeps the default too, and its
+// problem is returned together with the others, one per line, so Validate can still be run on
+// the result and the operator sees every problem at once.
+func Load() (Config, error) {
+	c := Defaults()
 	var problems []error
 	for _, f := range fieldsOf(&c) {
-		raw := getenv(f.name)
+		raw, _ := os.LookupEnv(f.name)
 		if raw == "" {
+			// envconfig would decode "" as a value (an empty string, or an error for numbers,
+			// durations and booleans); here empty is unset (docs/engineering.md).
 			continue
 		}
-		parsed := reflect.New(f.typ).Elem()
-		if err := decode(raw, parsed); err != nil {
-			shown := strconv.Quote(raw)
-			if f.secret {
-				shown = "(value hidden)"
-			}
-			problems = append(problems, fmt.Errorf("%s %s: %s", f.name, shown, decodeHint(f.typ, text(f.value))))
+		// One variable per Process, so that one bad value does not hide the next: Process
+		// stops at the first. The one-field struct carries the field's own tags.
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.sf.Name, Type: f.sf.Type, Tag: f.sf.Tag}}))
+		if err := envconfig.Process("", one.Interface()); err != nil || !finite(one.Elem().Field(0)) {
+			problems = append(problems, decodeProblem(f, raw))
 			continue
 		}
-		f.value.Set(parsed)
+		f.value.Set(one.Elem().Field(0))
 	}
 	return c, errors.Join(problems...)
 }
 
-func isDuration(t reflect.Type) bool { return t == reflect.TypeOf(time.Duration(0)) }
-func isTimePtr(t reflect.Type) bool  { return t == reflect.TypeOf((*time.Time)(nil)) }
-
-func decode(raw string, v reflect.Value) error {
-	switch {
-	case isDuration(v.Type()):
-		d, err := time.ParseDuration(raw)
-		if err != nil {
-			return err
-		}
-		v.SetInt(int64(d))
-	case isTimePtr(v.Type()):
-		// time.Time's UnmarshalText is what envconfig uses: RFC 3339, any fractional precision kept.
-		t := new(time.Time)
-		if err := t.UnmarshalText([]byte(raw)); err != nil {
-			return err
-		}
-		v.Set(reflect.ValueOf(t))
-	case v.Kind() == reflect.String:
-		v.SetString(raw)
-	case v.Kind() == reflect.Bool:
-		b, err := strconv.ParseBool(raw)
-		if err != nil {
-			return err
-		}
-		v.SetBool(b)
-	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64:
-		n, err := strconv.ParseInt(raw, 0, v.Type().Bits())
-		if err != nil {
-			return err
-		}
-		v.SetInt(n)
-	case v.Kind() == reflect.Float64:
-		f, err := strconv.ParseFloat(raw, 64)
-		if err != nil {
-			return err
-		}
-		v.SetFloat(f)
-	default:
-		return fmt.Errorf("unsupported type %s", v.Type())
+// decodeProblem is the line for a value of f that envconfig could not decode. envconfig's own
+// error ("envconfig.Process: assigning X to Y: converting 'v' to type int. details: ...") names
+// the Go field and type and echoes secrets; this names the variable, shows the value only when
+// it is not secret (quoted and cut, so it cannot break the terminal), and says how to write it.
+func decodeProblem(f field, raw string) error {
+	shown := "(value hidden)"
+	if !f.secret {
+		shown = strconv.Quote(safetext.Clean(raw, 64))
 	}
-	return nil
+	return fmt.Errorf("%s %s: %s", f.name, shown, decodeHint(f.sf.Type, text(f.value)))
 }
+
+// finite is false for a float that strconv reads but no setting can mean: NaN and ±Inf.
+func finite(v reflect.Value) bool {
+	return v.Kind() != reflect.Float64 || !(math.IsNaN(v.Float()) || math.IsInf(v.Float(), 0))
+}
+
+func isDuration(t reflect.Type) bool { return t == reflect.TypeFor[time.Duration]() }
+func isTimePtr(t reflect.Type) bool  { return t == reflect.TypeFor[*time.Time]() }
 
 // decodeHint says how to write a value of typ; def is the variable's default, as text.
 func decodeHint(typ reflect.Type, def string) string {
@@ -261,12 +234,19 @@ func decodeHint(typ reflect.Type, def string) string {
 	case typ.Kind() == reflect.Bool:
 		return "is not a boolean: set it to true or false"
 	case typ.Kind() >= reflect.Int && typ.Kind() <= reflect.Int64:
-		return fmt.Sprintf("is not a whole number: set a number such as %s", def)
+		return fmt.Sprintf("is not a whole number: set a number such as %s", orText(def, "8"))
 	case typ.Kind() == reflect.Float64:
 		return "is not a number: set a number such as 100 or 2.5, or leave it empty"
 	default:
 		return "cannot be read"
 	}
+}
+
+func orText(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
 }
 
 // Validate reports every problem of c for mode, one per line, each naming the variable, what is
@@ -315,7 +295,7 @@ func (c Config) InsecureUpstream() string {
 const MetricsOff = "off"
 
 func (c Config) validateOps(p *problems) {
-	if c.MetricsAddr != MetricsOff {
+	if c.MetricsAddr != MetricsOff && c.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
 			p.addf("METRICS_ADDR %q is not host:port: set it to an address to listen on, such as :9464, or off for no probes and metrics", c.MetricsAddr)
 		}
@@ -377,7 +357,7 @@ func (c Config) validateUpstream(p *problems) {
 		p.addf("UPSTREAM_MAX_INFLIGHT %d is negative: set the most upstream requests in flight at once (at least 1), or leave it empty for 4 x SYNC_CONCURRENCY (%d)",
 			c.UpstreamMaxInFlight, UpstreamMaxInFlightDefault(c.SyncConcurrency))
 	}
-	if !(c.UpstreamRateLimit >= 0) || math.IsInf(c.UpstreamRateLimit, 0) {
+	if c.UpstreamRateLimit < 0 {
 		p.addf("UPSTREAM_RATE_LIMIT %v is not a rate: set the upstream requests per second this process may make (e.g. 100; the vendor's limit divided by the replicas), or 0 or empty for no limit", c.UpstreamRateLimit)
 	}
 }
@@ -450,23 +430,26 @@ func (c Config) Redacted() map[string]string {
 	return out
 }
 
-// Usage writes the table of variables (name, type, default, required, meaning) for --help.
+// Usage writes the table of variables for --help, one row per field of Config, from the same
+// tags Process decodes: the envconfig name, the field's type as envconfig's own table names it,
+// the default from Defaults (not a tag: see the package comment), and the desc tag.
 func Usage(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  VARIABLE\tTYPE\tDEFAULT\tMEANING")
-	d := defaults()
+	d := Defaults()
 	for _, f := range fieldsOf(&d) {
 		required := ""
-		if f.required {
+		if f.sf.Tag.Get("required") == "true" {
 			required = "required: "
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", f.name, typeName(f.typ), text(f.value), required, f.desc)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s%s\n", f.name, typeName(f.value), text(f.value), required, f.sf.Tag.Get("desc"))
 	}
 	return tw.Flush()
 }
 
-// typeName names a variable's type as envconfig's usage table does.
-func typeName(t reflect.Type) string {
+// typeName names a variable's type as envconfig's own usage table does.
+func typeName(v reflect.Value) string {
+	t := v.Type()
 	switch {
 	case isDuration(t):
 		return "Duration"
@@ -483,8 +466,8 @@ func typeName(t reflect.Type) string {
 	}
 }
 
-// text is a default as a person writes it: durations without zero units ("5m", not "5m0s"), and
-// nothing for a zero number, which means "no default".
+// text is a value as a person writes it: durations without zero units ("5m", not "5m0s"),
+// instants in RFC 3339, and nothing for a zero number or time, which means "no default".
 func text(v reflect.Value) string {
 	switch {
 	case isDuration(v.Type()):
@@ -500,7 +483,12 @@ func text(v reflect.Value) string {
 		if v.IsNil() {
 			return ""
 		}
-		return v.Interface().(*time.Time).Format(time.RFC3339Nano)
+		return text(v.Elem())
+	case v.Type() == reflect.TypeFor[time.Time]():
+		if t := v.Interface().(time.Time); !t.IsZero() {
+			return t.Format(time.RFC3339Nano)
+		}
+		return ""
 	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64 && v.Int() == 0:
 		return ""
 	case v.Kind() == reflect.Float64 && v.Float() == 0:

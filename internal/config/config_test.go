@@ -3,22 +3,84 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
+	"go.uber.org/zap"
 
+	"github.com/usage-sync/usage-sync/internal/health"
 	"github.com/usage-sync/usage-sync/internal/store"
+	"github.com/usage-sync/usage-sync/internal/syncer"
+	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
-// env turns a map into a getenv function.
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+// helperVar marks the child process load starts.
+const helperVar = "USAGE_SYNC_CONFIG_HELPER"
+
+// load runs Load in a child process (this test binary, in TestLoadHelper) whose environment is
+// exactly vars, and returns what it decoded. envconfig reads the process environment; a child
+// per case keeps the tests parallel, and the parent's own environment out of them.
+func load(t *testing.T, vars map[string]string) (Config, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadHelper$", "-test.count=1")
+	// The race detector's exit otherwise sleeps a second, per child.
+	cmd.Env = []string{helperVar + "=1", "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")}
+	if v, ok := os.LookupEnv("GOCOVERDIR"); ok {
+		cmd.Env = append(cmd.Env, "GOCOVERDIR="+v)
+	}
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("Load in a child process: %v\n%s", err, out)
+	}
+	_, js, ok := bytes.Cut(out, []byte(helperVar+":"))
+	if !ok {
+		t.Fatalf("the child printed no result:\n%s", out)
+	}
+	var r loaded
+	if err := json.Unmarshal(js, &r); err != nil {
+		t.Fatalf("decode the child's result: %v\n%s", err, out)
+	}
+	if r.Err != "" {
+		return r.Config, errors.New(r.Err)
+	}
+	return r.Config, nil
+}
+
+// loaded is what TestLoadHelper reports of Load.
+type loaded struct {
+	Config Config
+	Err    string
+}
+
+// TestLoadHelper is load's child: it runs Load on its own environment and prints the result.
+func TestLoadHelper(t *testing.T) {
+	if os.Getenv(helperVar) != "1" {
+		t.Skip("runs only as the child process of load")
+	}
+	c, err := Load()
+	r := loaded{Config: c}
+	if err != nil {
+		r.Err = err.Error()
+	}
+	js, jerr := json.Marshal(r)
+	if jerr != nil {
+		t.Fatal(jerr)
+	}
+	fmt.Printf("%s:%s\n", helperVar, js)
+	os.Exit(0)
 }
 
 // valid is a minimal environment that validates for syncing.
@@ -76,7 +138,7 @@ func readExample(t *testing.T) map[string]string {
 
 func TestDefaults(t *testing.T) {
 	t.Parallel()
-	got, err := Load(env(nil))
+	got, err := load(t, nil)
 	if err != nil {
 		t.Fatalf("Load(empty): %v", err)
 	}
@@ -98,7 +160,7 @@ func TestDefaults(t *testing.T) {
 		RevisionWindow:     24 * time.Hour,
 		RevisionInterval:   time.Hour,
 		TriggerMinInterval: 30 * time.Second,
-		MetricsAddr:        ":9464",
+		MetricsAddr:        "", // the daemon's :9464, none for --once (MetricsListen)
 		SyncRequestPoll:    5 * time.Second,
 		LogLevel:           "info",
 	}
@@ -109,20 +171,21 @@ func TestDefaults(t *testing.T) {
 
 func TestLoadDecodes(t *testing.T) {
 	t.Parallel()
-	got, err := Load(env(map[string]string{
+	got, err := load(t, map[string]string{
 		"DB_MAX_CONNS":      "0x10", // envconfig parses integers with base prefixes
 		"SYNC_ENABLED":      "1",
 		"CHARGE_ENABLED":    "TRUE",
-		"SYNC_LEASE_TTL":    "90s",
+		"SYNC_LEASE_TTL":    "30s",
+		"SETTLE_LAG":        "1h30m",
 		"SYNC_SCHEDULE":     "@every 1m",
 		"WORKER_ID":         "w-1",
 		"CHARGE_FROM":       "2026-01-02T03:04:05.123456789Z",
 		"MAX_BACKFILL_DAYS": "30",
-	}))
+	})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if got.DBMaxConns != 16 || !got.SyncEnabled || !got.ChargeEnabled || got.SyncLeaseTTL != 90*time.Second ||
+	if got.DBMaxConns != 16 || !got.SyncEnabled || !got.ChargeEnabled || got.SyncLeaseTTL != 30*time.Second || got.SettleLag != 90*time.Minute ||
 		got.SyncSchedule != "@every 1m" || got.WorkerID != "w-1" || got.MaxBackfillDays != 30 {
 		t.Fatalf("decoded %+v", got)
 	}
@@ -134,7 +197,7 @@ func TestLoadDecodes(t *testing.T) {
 
 func TestChargeFromOffsetKeepsInstant(t *testing.T) {
 	t.Parallel()
-	got, err := Load(env(map[string]string{"CHARGE_FROM": "2026-01-02T05:04:05.000000001+02:00"}))
+	got, err := load(t, map[string]string{"CHARGE_FROM": "2026-01-02T05:04:05.000000001+02:00"})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -146,7 +209,7 @@ func TestChargeFromOffsetKeepsInstant(t *testing.T) {
 func TestEmptyMeansDefault(t *testing.T) {
 	t.Parallel()
 	m := with(valid(), "SYNC_CONCURRENCY", "", "SYNC_SCHEDULE", "", "CHARGE_FROM", "", "SYNC_ENABLED", "", "LOG_LEVEL", "")
-	c, err := Load(env(m))
+	c, err := load(t, m)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -158,7 +221,7 @@ func TestEmptyMeansDefault(t *testing.T) {
 	}
 
 	// DATABASE_URL is required: empty is missing, not a default.
-	c, err = Load(env(with(valid(), "DATABASE_URL", "")))
+	c, err = load(t, with(valid(), "DATABASE_URL", ""))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -182,12 +245,14 @@ func TestLoadBadValues(t *testing.T) {
 		{"CHARGE_FROM", "2026-01-01", "is not an RFC 3339 timestamp"},
 		{"CHARGE_FROM", "2026-01-01 00:00:00Z", "is not an RFC 3339 timestamp"},
 		{"UPSTREAM_RATE_LIMIT", "100/s", "is not a number"},
+		{"UPSTREAM_RATE_LIMIT", "NaN", "is not a number"},
+		{"UPSTREAM_RATE_LIMIT", "+Inf", "is not a number"},
 		{"UPSTREAM_MAX_INFLIGHT", "32.5", "is not a whole number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(env(with(valid(), tt.name, tt.value)))
+			c, err := load(t, with(valid(), tt.name, tt.value))
 			if err == nil {
 				t.Fatalf("Load accepted %s=%q", tt.name, tt.value)
 			}
@@ -203,6 +268,38 @@ func TestLoadBadValues(t *testing.T) {
 				t.Fatalf("a bad value should leave its default, which validates: %v", err)
 			}
 		})
+	}
+}
+
+// Every value that does not decode is reported, each on its own line, with the values that do
+// decode kept: envconfig.Process alone would stop at the first.
+func TestLoadReportsEveryBadValue(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, with(valid(), "SYNC_LEASE_TTL", "30", "SYNC_ENABLED", "yes", "MAX_BACKFILL_DAYS", "30", "DB_MAX_CONNS", "many"))
+	if err == nil {
+		t.Fatal("Load accepted three bad values")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], `DB_MAX_CONNS "many": is not a whole number`) ||
+		!strings.HasPrefix(lines[1], `SYNC_ENABLED "yes": is not a boolean`) ||
+		lines[2] != `SYNC_LEASE_TTL "30": is not a duration: use a number with a unit (ns, us, ms, s, m, h), such as "2m"` {
+		t.Fatalf("want one line per bad value, in the variables' order, naming the fix:\n%v", err)
+	}
+	if c.MaxBackfillDays != 30 || c.SyncLeaseTTL != 2*time.Minute {
+		t.Fatalf("good values lost or bad ones not defaulted: %+v", c)
+	}
+}
+
+// A bad value is shown as one quoted, cleaned line: it cannot reach the terminal raw.
+func TestLoadShowsBadValuesSafely(t *testing.T) {
+	t.Parallel()
+	_, err := load(t, with(valid(), "SYNC_CONCURRENCY", "4\x1b[2J"+strings.Repeat("9", 200)))
+	if err == nil {
+		t.Fatal("Load accepted it")
+	}
+	msg := err.Error()
+	if strings.ContainsAny(msg, "\x1b\n") || len(msg) > 200 || !strings.HasPrefix(msg, `SYNC_CONCURRENCY "4 [2J9`) {
+		t.Fatalf("error shows the value unsafely: %q", msg)
 	}
 }
 
@@ -259,6 +356,8 @@ func TestValidateProblems(t *testing.T) {
 		{"schedule range", with(valid(), "SYNC_SCHEDULE", "99 * * * *"), ModeSync, `SYNC_SCHEDULE "99 * * * *"`},
 		{"schedule descriptor", with(valid(), "SYNC_SCHEDULE", "@every 1m"), ModeSync, ""},
 		{"schedule ignored for migrate", with(valid(), "SYNC_SCHEDULE", "nope"), ModeMigrate, ""},
+		{"report, pause and resume need only the database", map[string]string{"DATABASE_URL": "postgres://localhost/db", "SYNC_SCHEDULE": "nope"}, ModeDatabase, ""},
+		{"report needs the database", map[string]string{"SYNC_SCHEDULE": "nope"}, ModeDatabase, "DATABASE_URL is empty"},
 		{"concurrency low", with(valid(), "SYNC_CONCURRENCY", "0"), ModeSync, "SYNC_CONCURRENCY 0 is out of range"},
 		{"concurrency high", with(valid(), "SYNC_CONCURRENCY", "65", "DB_MAX_CONNS", "100"), ModeSync, "SYNC_CONCURRENCY 65 is out of range"},
 		{"pool too small", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "8"), ModeSync,
@@ -281,8 +380,6 @@ func TestValidateProblems(t *testing.T) {
 		{"in flight below concurrency", with(valid(), "UPSTREAM_MAX_INFLIGHT", "1", "SYNC_CONCURRENCY", "8"), ModeSync, ""},
 		{"rate limit negative", with(valid(), "UPSTREAM_RATE_LIMIT", "-5"), ModeSync,
 			"UPSTREAM_RATE_LIMIT -5 is not a rate: set the upstream requests per second this process may make (e.g. 100; the vendor's limit divided by the replicas), or 0 or empty for no limit"},
-		{"rate limit NaN", with(valid(), "UPSTREAM_RATE_LIMIT", "NaN"), ModeSync, "UPSTREAM_RATE_LIMIT NaN is not a rate"},
-		{"rate limit infinite", with(valid(), "UPSTREAM_RATE_LIMIT", "+Inf"), ModeSync, "UPSTREAM_RATE_LIMIT +Inf is not a rate"},
 		{"rate limit fraction", with(valid(), "UPSTREAM_RATE_LIMIT", "0.5"), ModeSync, ""},
 		{"rate limit off", with(valid(), "UPSTREAM_RATE_LIMIT", "0"), ModeSync, ""},
 	}
@@ -321,7 +418,7 @@ func TestDBMaxConnsFollowsConcurrency(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(env(tt.env))
+			c, err := load(t, tt.env)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
@@ -360,7 +457,7 @@ func TestUpstreamInFlightFollowsConcurrency(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := Load(env(tt.env))
+			c, err := load(t, tt.env)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
@@ -379,7 +476,7 @@ func TestUpstreamInFlightFollowsConcurrency(t *testing.T) {
 
 func TestValidateCollectsAllProblems(t *testing.T) {
 	t.Parallel()
-	c, err := Load(env(map[string]string{"SYNC_SCHEDULE": "x", "SYNC_CONCURRENCY": "0", "DB_POOL_MODE": "x"}))
+	c, err := load(t, map[string]string{"SYNC_SCHEDULE": "x", "SYNC_CONCURRENCY": "0", "DB_POOL_MODE": "x"})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -468,7 +565,7 @@ func TestRedacted(t *testing.T) {
 		}
 	}
 	// config.loaded logs Redacted(): the escaped password never reaches it.
-	kv, err := Load(env(with(valid(), "DATABASE_URL", `host=db.internal user=app password=se\ cr3tTAIL dbname=postgres`)))
+	kv, err := load(t, with(valid(), "DATABASE_URL", `host=db.internal user=app password=se\ cr3tTAIL dbname=postgres`))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -476,7 +573,7 @@ func TestRedacted(t *testing.T) {
 		t.Errorf("Redacted()[DATABASE_URL] = %q", got)
 	}
 
-	c, err := Load(env(with(valid(), "SUPABASE_JWT_SECRET", "jwt-s3cret", "CHARGE_FROM", "2026-01-01T00:00:00.5Z")))
+	c, err := load(t, with(valid(), "SUPABASE_JWT_SECRET", "jwt-s3cret", "CHARGE_FROM", "2026-01-01T00:00:00.5Z"))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -519,15 +616,14 @@ func TestExampleValidates(t *testing.T) {
 	if len(missing) > 0 || len(extra) > 0 {
 		t.Fatalf("config.example.env is out of step with Config: missing %v, unknown %v", missing, extra)
 	}
-	c, err := Load(env(ex))
+	c, err := load(t, ex)
 	if err != nil {
 		t.Fatalf("Load(example): %v", err)
 	}
 	if err := c.Validate(ModeSync); err != nil {
 		t.Fatalf("example does not validate:\n%v", err)
 	}
-	defaults, _ := Load(env(nil))
-	got, def := c.Redacted(), defaults.Redacted()
+	got, def := c.Redacted(), Defaults().Redacted()
 	for _, placeholder := range []string{"DATABASE_URL", "UPSTREAM_BASE_URL", "UPSTREAM_ADMIN_TOKEN"} {
 		delete(got, placeholder)
 		delete(def, placeholder)
@@ -551,62 +647,89 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	if !strings.Contains(buf.String(), "*/5 * * * *") {
 		t.Errorf("usage table lacks the schedule default:\n%s", buf.String())
 	}
+	// Each row is the tag's name, the type, the …Default constant and the desc tag.
+	for _, row := range [][]string{
+		{"DATABASE_URL", "String", "required: PostgreSQL to write to"},
+		{"SYNC_LEASE_TTL", "Duration", "2m", "lease on a user being synced"},
+		{"CHARGE_FROM", "Time", "RFC 3339 instant"},
+		{"SYNC_ENABLED", "True or False", "false", "the daemon schedules"},
+		{"MAX_BACKFILL_DAYS", "Integer", "7", "unsettled days"},
+		{"METRICS_ADDR", "String", health.AddrDefault + " for the daemon"},
+	} {
+		line := ""
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if strings.HasPrefix(l, "  "+row[0]+" ") {
+				line = l
+			}
+		}
+		fields := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(line), 4)
+		if len(fields) < 3 || fields[0] != row[0] || fields[1] != row[1] || !strings.Contains(line, row[len(row)-1]) ||
+			(len(row) == 4 && fields[2] != row[2]) {
+			t.Errorf("usage row %q, want %q", line, row)
+		}
+	}
 }
 
-// TestLoadMatchesEnvconfig holds Load to envconfig.Process as the reference decoder, on the
-// example's values and on values that exercise each decoding rule. It sets the process
-// environment, so it cannot run in parallel.
-func TestLoadMatchesEnvconfig(t *testing.T) {
-	ex := readExample(t)
-	tests := []struct {
-		name  string
-		extra map[string]string
+// MetricsListen: the daemon serves on :9464 unless told otherwise, --once only where told, and
+// off is off for both.
+func TestMetricsListen(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		addr       string
+		once       bool
+		wantListen string
 	}{
-		{"example", nil},
-		{"charge from with nanoseconds", map[string]string{"CHARGE_FROM": "2026-03-01T00:00:00.123456789Z"}},
-		{"charge from with offset", map[string]string{"CHARGE_FROM": "2026-03-01T02:00:00.5+02:00"}},
-		{"prefixes and bools", map[string]string{"DB_MAX_CONNS": "0x10", "SYNC_CONCURRENCY": "010", "SYNC_ENABLED": "T", "CHARGE_ENABLED": "1"}},
-		{"durations", map[string]string{"SETTLE_LAG": "1h30m", "TASK_OVERLAP": "90s", "SYNC_LEASE_TTL": "2m0.5s"}},
-		{"floats", map[string]string{"UPSTREAM_RATE_LIMIT": "2.5e1", "UPSTREAM_MAX_INFLIGHT": "12"}},
+		{"", false, health.AddrDefault},
+		{"", true, ""},
+		{"127.0.0.1:9000", false, "127.0.0.1:9000"},
+		{"127.0.0.1:9000", true, "127.0.0.1:9000"},
+		{MetricsOff, false, ""},
+		{MetricsOff, true, ""},
+	} {
+		c := Defaults()
+		c.MetricsAddr = tt.addr
+		if got := c.MetricsListen(tt.once); got != tt.wantListen {
+			t.Errorf("METRICS_ADDR %q once=%v: listen on %q, want %q", tt.addr, tt.once, got, tt.wantListen)
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := with(ex)
-			for k, v := range tt.extra {
-				m[k] = v
-			}
-			for _, n := range Names() {
-				// Empty values are where the two loaders differ on purpose (see the package
-				// comment): leave those variables unset, which both read as "default".
-				if v := m[n]; v != "" {
-					t.Setenv(n, v)
-				} else {
-					t.Setenv(n, "")
-					os.Unsetenv(n)
-				}
-			}
-			got, err := Load(os.Getenv)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			var ref Config
-			if err := envconfig.Process("", &ref); err != nil {
-				t.Fatalf("envconfig.Process: %v", err)
-			}
-			// envconfig allocates every nil pointer to a struct, so an absent CHARGE_FROM comes
-			// back as a pointer to the zero time; Load leaves it nil, which the syncer needs.
-			if ref.ChargeFrom != nil && ref.ChargeFrom.IsZero() {
-				ref.ChargeFrom = nil
-			}
-			if (got.ChargeFrom == nil) != (ref.ChargeFrom == nil) ||
-				(got.ChargeFrom != nil && !got.ChargeFrom.Equal(*ref.ChargeFrom)) {
-				t.Fatalf("CHARGE_FROM: Load %v, envconfig %v", got.ChargeFrom, ref.ChargeFrom)
-			}
-			got.ChargeFrom, ref.ChargeFrom = nil, nil
-			if !reflect.DeepEqual(got, ref) {
-				t.Fatalf("Load and envconfig disagree:\n  Load      %+v\n  envconfig %+v", got, ref)
-			}
-		})
+}
+
+// The mapping onto the components' options carries every variable that sets one.
+func TestComponentOptions(t *testing.T) {
+	t.Parallel()
+	from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	c, err := load(t, with(valid(), "DB_MAX_CONNS", "20", "DB_POOL_MODE", "transaction", "MIGRATE_ALLOW_EXPOSED", "true",
+		"SUPABASE_JWT_SECRET", "jwt-s3cret", "UPSTREAM_JWT_TTL", "3m", "UPSTREAM_TIMEOUT", "7s", "UPSTREAM_RETRY_MAX_ELAPSED", "70s",
+		"UPSTREAM_RETRY_AFTER_MAX", "17s", "UPSTREAM_ALLOW_INSECURE", "true",
+		"UPSTREAM_MAX_INFLIGHT", "13", "UPSTREAM_RATE_LIMIT", "2.5e1",
+		"SYNC_CONCURRENCY", "9", "SYNC_LEASE_TTL", "90s", "SYNC_USER_TIMEOUT", "9m", "FAILURE_BACKOFF_BASE", "2m", "FAILURE_BACKOFF_MAX", "2h",
+		"SETTLE_LAG", "3h", "MAX_BACKFILL_DAYS", "9", "TASK_OVERLAP", "11m", "REVISION_WINDOW", "25h", "REVISION_INTERVAL", "0",
+		"TRIGGER_MIN_INTERVAL", "31s", "CHARGE_ENABLED", "true", "CHARGE_FROM", from.Format(time.RFC3339)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zap.NewNop()
+	if got, want := c.Store(log, "w-9"), (store.Options{MaxConns: 20, PoolMode: "transaction", Logger: log, AllowExposed: true,
+		ApplicationName: "usage-sync w-9"}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Store:\n got %+v\nwant %+v", got, want)
+	}
+	if got, want := c.Upstream("usage-sync/test", log), (upstream.Config{BaseURL: "https://api.example.com/api/v1",
+		AdminToken: "admin-tok-123", JWTSecret: "jwt-s3cret", JWTTTL: 3 * time.Minute, RequestTimeout: 7 * time.Second,
+		MaxElapsed: 70 * time.Second, MaxRetryAfter: 17 * time.Second, AllowInsecure: true, UserAgent: "usage-sync/test",
+		MaxInFlight: 13, RateLimit: 25, Logger: log}); !reflect.DeepEqual(got, want) {
+		t.Errorf("Upstream:\n got %+v\nwant %+v", got, want)
+	}
+	got := c.Syncer("w-9")
+	if got.ChargeFrom == nil || !got.ChargeFrom.Equal(from) {
+		t.Errorf("Syncer ChargeFrom = %v, want %v", got.ChargeFrom, from)
+	}
+	got.ChargeFrom = nil
+	want := syncer.Options{Concurrency: 9, LeaseTTL: 90 * time.Second, UserTimeout: 9 * time.Minute, SettleLag: 3 * time.Hour,
+		TaskOverlap: 11 * time.Minute, RevisionWindow: 25 * time.Hour, RevisionInterval: syncer.RevisionEveryCycle,
+		FailureBackoffBase: 2 * time.Minute, FailureBackoffMax: 2 * time.Hour, TriggerMinInterval: 31 * time.Second,
+		MaxBackfillDays: 9, ChargeEnabled: true, WorkerID: "w-9"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Syncer:\n got %+v\nwant %+v", got, want)
 	}
 }
 
@@ -614,7 +737,7 @@ func TestLoadMatchesEnvconfig(t *testing.T) {
 // Validate says of it in mode.
 func loadAndValidate(t *testing.T, vars map[string]string, mode Mode) error {
 	t.Helper()
-	c, err := Load(env(vars))
+	c, err := load(t, vars)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}

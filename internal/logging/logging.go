@@ -41,10 +41,12 @@ func WithLogger(ctx context.Context, l *zap.Logger) context.Context {
 	return context.WithValue(ctx, ctxKey{}, l)
 }
 
-// FromContext returns the logger WithLogger stored, or a no-op logger.
-func FromContext(ctx context.Context) *zap.Logger {
+// FromContext returns the logger WithLogger stored in ctx, or base when there is none. The
+// caller names its own logger as base (there is no silent no-op): a context without WithLogger
+// costs the line its run and user fields, never the line itself.
+func FromContext(ctx context.Context, base *zap.Logger) *zap.Logger {
 	if l, ok := ctx.Value(ctxKey{}).(*zap.Logger); ok && l != nil {
 		return l
 	}
-	return zap.NewNop()
+	return base
 }

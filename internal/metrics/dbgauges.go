@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/usage-sync/usage-sync/internal/clock"
 )
 
 // The gauges read from the database at scrape time, so they keep moving while no cycle runs,
@@ -72,7 +74,7 @@ func (g *dbGauge) held(now time.Time) float64 {
 type dbCollector struct {
 	log     *zap.Logger
 	timeout time.Duration
-	now     func() time.Time
+	clock   clock.Clock
 
 	mu      sync.Mutex // guards the fields below and the gauges' readings
 	gauges  []*dbGauge
@@ -80,8 +82,8 @@ type dbCollector struct {
 	up      float64 // usage_sync_database_up of the last read
 }
 
-func newDBCollector(src Source, log *zap.Logger, timeout time.Duration, now func() time.Time) *dbCollector {
-	return &dbCollector{log: log, timeout: timeout, now: now, gauges: dbGauges(src)}
+func newDBCollector(src Source, log *zap.Logger, timeout time.Duration, clk clock.Clock) *dbCollector {
+	return &dbCollector{log: log, timeout: timeout, clock: clk, gauges: dbGauges(src)}
 }
 
 func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -145,7 +147,7 @@ func (c *dbCollector) read() []reading {
 
 // emit records got (nil: no read, the held values) and sends every gauge. c.mu is held.
 func (c *dbCollector) emit(ch chan<- prometheus.Metric, got []reading) {
-	now := c.now()
+	now := c.clock.Now()
 	if got != nil {
 		c.up = 1
 	}

@@ -1,9 +1,13 @@
 package metrics
 
-import "time"
+import (
+	"time"
 
-// SetNow replaces the clock the metrics read (the last-cycle gauge, the held database gauges).
-func (m *Metrics) SetNow(now func() time.Time) { m.now = now }
+	"github.com/usage-sync/usage-sync/internal/clock"
+)
+
+// SetClock replaces the clock the metrics read (the last-cycle gauge, the held database gauges).
+func (m *Metrics) SetClock(c clock.Clock) { m.clock = c }
 
 // SetScrapeQueryTimeout replaces the bound on a scrape's database reads.
 func (m *Metrics) SetScrapeQueryTimeout(d time.Duration) { m.db.timeout = d }

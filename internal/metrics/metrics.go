@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/usage-sync/usage-sync/internal/clock"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 )
@@ -32,8 +33,8 @@ type Source interface {
 // client (upstream.Observer). No label carries a user id or a secret: labels are outcomes,
 // statuses, endpoint families, HTTP codes and ledger sources.
 type Metrics struct {
-	reg *prometheus.Registry
-	now func() time.Time
+	reg   *prometheus.Registry
+	clock clock.Clock // the host's; tests stand it still (export_test.go)
 
 	cycles        *prometheus.CounterVec
 	cycleDuration prometheus.Histogram
@@ -69,7 +70,6 @@ func New(db Source, log *zap.Logger) *Metrics {
 	}
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		now: time.Now,
 		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usage_sync_cycles_total",
 			Help: "Sync cycles finished, by outcome: ok (every user synced), partial (some user failed or was abandoned), aborted (the cycle could not run to its end).",
@@ -141,7 +141,7 @@ func New(db Source, log *zap.Logger) *Metrics {
 		m.charged, m.debited, m.shortfall, m.lastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
-		m.db = newDBCollector(db, log, ScrapeQueryTimeoutDefault, func() time.Time { return m.now() })
+		m.db = newDBCollector(db, log, ScrapeQueryTimeoutDefault, func() time.Time { return m.clock.Now() })
 		m.reg.MustRegister(m.db)
 	}
 	return m
@@ -174,7 +174,7 @@ func (m *Metrics) CycleDone(o syncer.CycleOptions, sum syncer.Summary, took time
 	// A single user's cycle (webhook, request_sync, --user) says nothing about whether the
 	// schedule runs, which is what this gauge is for.
 	if err == nil && o.UserID == "" {
-		m.lastSuccess.Set(float64(m.now().UnixNano()) / 1e9)
+		m.lastSuccess.Set(float64(m.clock.Now().UnixNano()) / 1e9)
 	}
 }
 

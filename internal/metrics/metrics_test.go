@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 
 	"github.com/usage-sync/usage-sync/internal/metrics"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
@@ -118,7 +119,7 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 	client := func() *upstream.Client {
 		c, err := upstream.New(upstream.Config{BaseURL: srv.URL + "/api/v1", AdminToken: "adm-secret", RequestTimeout: 5 * time.Second,
 			MaxElapsed: 2 * time.Second, MaxRetryAfter: time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: m,
-			MaxInFlight: 3, RateLimit: 1e6})
+			MaxInFlight: 3, RateLimit: 1e6, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +347,7 @@ func TestDatabaseGaugesDuringAnOutage(t *testing.T) {
 	}
 	m := metrics.New(st, nil)
 	now := time.Now()
-	m.SetNow(func() time.Time { return now })
+	m.SetClock(func() time.Time { return now })
 	s := gather(t, m.Registry())
 	age := s.sum("usage_sync_oldest_success_age_seconds")
 	if s.sum("usage_sync_database_up") != 1 || age < 7200 || age > 7300 ||

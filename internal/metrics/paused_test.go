@@ -30,7 +30,7 @@ func TestUsersPausedGaugeAndTheAgeGauge(t *testing.T) {
 	if age := s.sum("usage_sync_oldest_success_age_seconds"); age < 29*86400 {
 		t.Fatalf("oldest success age %v: want the 30-day-old user", age)
 	}
-	if _, err := st.Pause(ctx, "11111111-1111-4111-8111-111111111111", "dispute", "support", nil); err != nil {
+	if _, err := st.Pause(ctx, nil, "11111111-1111-4111-8111-111111111111", "dispute", "support"); err != nil {
 		t.Fatal(err)
 	}
 	s = gather(t, m.Registry())
@@ -40,7 +40,7 @@ func TestUsersPausedGaugeAndTheAgeGauge(t *testing.T) {
 	if age := s.sum("usage_sync_oldest_success_age_seconds"); age < 590 || age > 3600 {
 		t.Fatalf("oldest success age %v with the stale user paused: want the other user's ten minutes", age)
 	}
-	if _, err := st.Resume(ctx, "11111111-1111-4111-8111-111111111111", nil); err != nil {
+	if _, err := st.Resume(ctx, nil, "11111111-1111-4111-8111-111111111111"); err != nil {
 		t.Fatal(err)
 	}
 	if got := gather(t, m.Registry()).sum("usage_sync_users_paused"); got != 0 {

@@ -117,10 +117,13 @@ func (p *Proxy) SetDown(down bool) {
 	defer p.mu.Unlock()
 	p.down = down
 	if down {
-		p.setHungLocked(false) // wakes the held pipes, which then find their connections closed
 		for c := range p.conns {
 			c.Close()
 		}
 		p.conns = map[net.Conn]bool{}
+		// Only then wake the held pipes, which find their connections closed: woken first, a
+		// pipe could forward what it held while the proxy hung (a statement whose client gave
+		// up long ago) before its connection was cut, and the database would run it late.
+		p.setHungLocked(false)
 	}
 }

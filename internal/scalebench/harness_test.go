@@ -27,6 +27,7 @@ import (
 	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
+	"github.com/usage-sync/usage-sync/internal/syncer"
 )
 
 // adminToken is the simulator's admin token, passed to the child as UPSTREAM_ADMIN_TOKEN.
@@ -341,11 +342,25 @@ func (w *world) once(name string, procs int, env map[string]string) run {
 func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 	w.tb.Helper()
 	childEnv := w.childEnv(env)
-	cfg, err := config.Load(func(k string) string { return w.lookup(childEnv, k) })
-	if err != nil {
-		w.tb.Fatalf("%s: the child's environment does not load: %v", name, err)
+	// The children decode their environment themselves (config.Load); the report only needs
+	// their concurrency and their bound on requests in flight.
+	concurrency := syncer.ConcurrencyDefault
+	if v := w.lookup(childEnv, "SYNC_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			w.tb.Fatalf("%s: SYNC_CONCURRENCY %q is not a number: %v", name, v, err)
+		}
+		concurrency = n
 	}
-	r := run{name: name, users: len(w.users), procs: procs, concurrency: cfg.SyncConcurrency, inFlightCap: cfg.UpstreamInFlight(),
+	inFlightCap := config.UpstreamMaxInFlightDefault(concurrency)
+	if v := w.lookup(childEnv, "UPSTREAM_MAX_INFLIGHT"); v != "" && v != "0" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			w.tb.Fatalf("%s: UPSTREAM_MAX_INFLIGHT %q is not a number: %v", name, v, err)
+		}
+		inFlightCap = n
+	}
+	r := run{name: name, users: len(w.users), procs: procs, concurrency: concurrency, inFlightCap: inFlightCap,
 		latency: w.latency, synced: -1}
 	bin := binary(w.tb)
 	before := w.stats()

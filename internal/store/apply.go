@@ -231,7 +231,7 @@ func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[s
 		from w
 		where user_id = @user and lease_token = @token`,
 		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "status": status, "error": lastError,
-			"settled": u.SettledThrough, "blocked": string(bj), "run": u.RunID, "now": l.at(),
+			"settled": u.SettledThrough, "blocked": string(bj), "run": u.RunID, "now": l.clock.NowOrNil(),
 			"fingerprint": u.ReadsFingerprint, "window": u.RevisionWindow.String(), "swept": u.Swept})
 	if err != nil {
 		return "", fmt.Errorf("record success: %w", err)
@@ -472,7 +472,7 @@ func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int
 	}
 	tag, err := tx.Exec(ctx, upsertTasksSQL,
 		l.UserID, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
-		updated, started, finishedAt, finished, l.at())
+		updated, started, finishedAt, finished, l.clock.NowOrNil())
 	if err != nil {
 		return 0, fmt.Errorf("upsert tasks: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/usage-sync/usage-sync/internal/clock"
 )
 
 // ErrLeaseLost means another worker claimed the user since this one did (its lease expired):
@@ -27,25 +29,13 @@ type Lease struct {
 	SettledThrough      *time.Time // every UTC day before this is settled; nil before the first
 	ConsecutiveFailures int
 	BlockedKeys         map[string]string
-	// clock is what the lease, the attempt and the backoff are measured on (ClaimRequest.Clock).
-	clock func() time.Time
+	// clock is the claim's (ClaimRequest.Clock): the lease's renewals, the attempt, the backoff
+	// and the writes the sync fences with the lease are measured on it.
+	clock clock.Clock
 }
 
-// at is the lease's clock reading to pass into SQL as @now.
-func (l *Lease) at() *time.Time { return reading(l.clock) }
-
-// reading is what a clock says, to pass into SQL as @now; no clock gives nil, and the database
-// uses its own now().
-func reading(clock func() time.Time) *time.Time {
-	if clock == nil {
-		return nil
-	}
-	t := clock()
-	return &t
-}
-
-// clockNow is "now" in every statement that decides time: the caller's clock when it passes one
-// (tests run on a fake clock, river-style), else the database's, which every replica shares.
+// clockNow is "now" in every statement that decides time, @now being the caller's
+// Clock.NowOrNil(): a test's time, or null in production, and then the database's now().
 const clockNow = `coalesce(@now::timestamptz, now())`
 
 // ClaimRequest says which users a worker may claim.
@@ -62,8 +52,8 @@ type ClaimRequest struct {
 	// Operator marks an operator's command for UserID (usage-sync resync): it takes the user
 	// even while it is paused (usage-sync pause), whose status it then leaves as it was.
 	Operator bool
-	// Clock is the time leases, attempts and backoff are measured on; nil: the database's now().
-	Clock func() time.Time
+	// Clock is what the lease, its attempt and backoff are measured on; the lease keeps it.
+	Clock clock.Clock
 	// Live says the worker charges (CHARGE_ENABLED=true): its first take of a user records the
 	// user's go-live (Lease.LiveAt).
 	Live bool
@@ -78,11 +68,11 @@ func (s *Store) HasUser(ctx context.Context, user string) (bool, error) {
 	return ok, nil
 }
 
-// Enrol adds every profile that has no sync_state yet, as pending and due now; now (nil: the
-// database's clock) is also the enrolment, the user's default CHARGE_FROM. With only set (a run
-// for one user: --user, a webhook, a request) it enrols at most that user: a single-user run
-// never touches the rest of the population.
-func (s *Store) Enrol(ctx context.Context, now *time.Time, only string) (int64, error) {
+// Enrol adds every profile that has no sync_state yet, as pending and due now on clk, which is
+// also the enrolment, the user's default CHARGE_FROM. With only set (a run for one user:
+// --user, a webhook, a request) it enrols at most that user: a single-user run never touches
+// the rest of the population.
+func (s *Store) Enrol(ctx context.Context, clk clock.Clock, only string) (int64, error) {
 	var user *string
 	if only != "" {
 		user = &only
@@ -92,7 +82,7 @@ func (s *Store) Enrol(ctx context.Context, now *time.Time, only string) (int64, 
 		select p.user_id, `+clockNow+`, `+clockNow+` from profiles p
 		where (@user::uuid is null or p.user_id = @user::uuid)
 		  and not exists (select 1 from sync_state s where s.user_id = p.user_id)
-		on conflict (user_id) do nothing`, pgx.NamedArgs{"now": now, "user": user})
+		on conflict (user_id) do nothing`, pgx.NamedArgs{"now": clk.NowOrNil(), "user": user})
 	if err != nil {
 		return 0, fmt.Errorf("enrol users: %w", err)
 	}
@@ -112,7 +102,7 @@ type CycleMember struct {
 	RunID  string
 	Worker string
 	TTL    time.Duration // live this long after each renewal; the run's SYNC_LEASE_TTL
-	Clock  func() time.Time
+	Clock  clock.Clock
 }
 
 // liveMember: some run other than @run is in cycle @cycle, not ended, its renewal not expired.
@@ -135,7 +125,8 @@ const liveMember = `exists (select 1 from usage_sync.cycle_member m
 // while deciding, so two workers starting together agree on one cycle.
 func (s *Store) JoinCycle(ctx context.Context, m CycleMember, joinWindow time.Duration) (Cycle, error) {
 	var c Cycle
-	now := reading(m.Clock)
+	// One reading for the whole decision: the cycle's start and the member's join agree.
+	now := m.Clock.NowOrNil()
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var started *time.Time
 		if err := tx.QueryRow(ctx, `select id, started_at from usage_sync.cycle where singleton for update`).
@@ -186,7 +177,7 @@ func (s *Store) RenewMember(ctx context.Context, m CycleMember) error {
 	_, err := s.pool.Exec(ctx, `
 		update usage_sync.cycle_member set expires_at = `+clockNow+` + @ttl::interval
 		where run_id = @run and ended_at is null`,
-		pgx.NamedArgs{"run": m.RunID, "ttl": m.TTL.String(), "now": reading(m.Clock)})
+		pgx.NamedArgs{"run": m.RunID, "ttl": m.TTL.String(), "now": m.Clock.NowOrNil()})
 	if err != nil {
 		return fmt.Errorf("renew cycle membership of run %s: %w", m.RunID, err)
 	}
@@ -197,7 +188,7 @@ func (s *Store) RenewMember(ctx context.Context, m CycleMember) error {
 func (s *Store) EndMember(ctx context.Context, m CycleMember) error {
 	_, err := s.pool.Exec(ctx, `
 		update usage_sync.cycle_member set ended_at = `+clockNow+` where run_id = @run and ended_at is null`,
-		pgx.NamedArgs{"run": m.RunID, "now": reading(m.Clock)})
+		pgx.NamedArgs{"run": m.RunID, "now": m.Clock.NowOrNil()})
 	if err != nil {
 		return fmt.Errorf("end cycle membership of run %s: %w", m.RunID, err)
 	}
@@ -327,7 +318,7 @@ func claimArgs(r ClaimRequest) pgx.NamedArgs {
 		user = &r.UserID
 	}
 	return pgx.NamedArgs{"named": namedLeftMax, "owner": r.Owner, "run": r.RunID, "cycle": r.Cycle, "ttl": r.TTL.String(), "all": r.All,
-		"user": user, "now": reading(r.Clock), "operator": r.Operator && r.UserID != "", "live": r.Live}
+		"user": user, "now": r.Clock.NowOrNil(), "operator": r.Operator && r.UserID != "", "live": r.Live}
 }
 
 // Renew extends the lease while the user is being synced.
@@ -335,7 +326,7 @@ func (s *Store) Renew(ctx context.Context, l *Lease, ttl time.Duration) error {
 	tag, err := s.pool.Exec(ctx, `
 		update sync_state set lease_expires_at = `+clockNow+` + @ttl::interval
 		where user_id = @user and lease_token = @token and lease_owner is not null`,
-		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "ttl": ttl.String(), "now": l.at()})
+		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "ttl": ttl.String(), "now": l.clock.NowOrNil()})
 	if err != nil {
 		return fmt.Errorf("renew lease on %s: %w", l.UserID, err)
 	}
@@ -375,7 +366,7 @@ func (s *Store) RecordFailure(ctx context.Context, l *Lease, f Failure) (next ti
 		where user_id = @user and lease_token = @token
 		returning next_attempt_at`,
 		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "error": f.Error, "kind": f.Kind,
-			"backoff": f.Backoff.String(), "run": f.RunID, "now": l.at()}).Scan(&next)
+			"backoff": f.Backoff.String(), "run": f.RunID, "now": l.clock.NowOrNil()}).Scan(&next)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, ErrLeaseLost
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/usage-sync/usage-sync/internal/clock"
 )
 
 // Paused is a user's pause as sync_state records it.
@@ -35,12 +37,12 @@ type Paused struct {
 // renewal or write finds the lease gone (at most a third of SYNC_LEASE_TTL); they are read,
 // not written.
 //
-// A profile the worker has not enrolled yet is enrolled here, paused. now is the caller's
-// clock (nil: the database's).
-func (s *Store) Pause(ctx context.Context, user, reason, by string, now *time.Time) (Paused, error) {
+// A profile the worker has not enrolled yet is enrolled here, paused. The pause, the enrolment
+// and "is a sync in flight" are measured on clk.
+func (s *Store) Pause(ctx context.Context, clk clock.Clock, user, reason, by string) (Paused, error) {
 	p := Paused{UserID: user}
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		args := pgx.NamedArgs{"user": user, "reason": reason, "by": by, "now": now}
+		args := pgx.NamedArgs{"user": user, "reason": reason, "by": by, "now": clk.NowOrNil()}
 		if _, err := tx.Exec(ctx, `
 			insert into sync_state (user_id, enrolled_at, next_attempt_at) values (@user, `+clockNow+`, `+clockNow+`)
 			on conflict (user_id) do nothing`, args); err != nil {
@@ -86,14 +88,14 @@ type Resumed struct {
 	LastSuccessAt *time.Time
 }
 
-// Resume ends the user's pause: it gets back the status it had, and is due at once, so the next
-// cycle (or a --once) syncs it and catches up everything since, as after an outage. Nothing is
-// lost: the pause moved no watermark and settled no day. Nothing is charged twice: the ledger's
-// keys are what they always are.
-func (s *Store) Resume(ctx context.Context, user string, now *time.Time) (Resumed, error) {
+// Resume ends the user's pause: it gets back the status it had, and is due at once on clk, so
+// the next cycle (or a --once) syncs it and catches up everything since, as after an outage.
+// Nothing is lost: the pause moved no watermark and settled no day. Nothing is charged twice:
+// the ledger's keys are what they always are.
+func (s *Store) Resume(ctx context.Context, clk clock.Clock, user string) (Resumed, error) {
 	var r Resumed
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		args := pgx.NamedArgs{"user": user, "now": now}
+		args := pgx.NamedArgs{"user": user, "now": clk.NowOrNil()}
 		err := tx.QueryRow(ctx, `
 			select paused_at, paused_by, pause_reason from sync_state
 			where user_id = @user and status = 'paused' for update`, args).

@@ -33,7 +33,7 @@ func TestPauseWaitsForAFencedTransactionThenFencesTheWorkerOut(t *testing.T) {
 	}
 	paused := make(chan result, 1)
 	go func() {
-		p, err := st.Pause(ctx, u, "dispute", "support", nil)
+		p, err := st.Pause(ctx, nil, u, "dispute", "support")
 		paused <- result{p, err}
 	}()
 	// Wait, on the database's own word, until the pause is blocked on a's row lock.
@@ -85,11 +85,11 @@ func TestPauseWaitsForAFencedTransactionThenFencesTheWorkerOut(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := st.Resume(ctx, u, nil)
+	res, err := st.Resume(ctx, nil, u)
 	if err != nil || res.Status != "pending" || res.Paused.Reason != "dispute" {
 		t.Fatalf("resume: %+v, %v; want the user back to pending, as it was", res, err)
 	}
-	if _, err := st.Resume(ctx, u, nil); !errors.Is(err, store.ErrNotPaused) {
+	if _, err := st.Resume(ctx, nil, u); !errors.Is(err, store.ErrNotPaused) {
 		t.Fatalf("second resume = %v, want ErrNotPaused", err)
 	}
 	if b, err := st.Claim(ctx, req("b")); err != nil || b == nil {

@@ -83,7 +83,7 @@ func TestRequestSyncFunction(t *testing.T) {
 	if first == nil {
 		t.Fatal("no requested_at after a taken request")
 	}
-	if got, err := st.Requested(ctx, 10, time.Second, nil); err != nil || len(got) != 1 || got[0] != userA {
+	if got, err := st.Requested(ctx, nil, 10, time.Second); err != nil || len(got) != 1 || got[0] != userA {
 		t.Fatalf("Requested = %v, %v; want only %s", got, err, userA)
 	}
 	// Within the minute: refused, nothing changed.
@@ -100,7 +100,7 @@ func TestRequestSyncFunction(t *testing.T) {
 	}
 	// Once the user was attempted after its request, it is no longer requested.
 	pgtest.Exec(t, dsn, `update sync_state set last_attempt_at = now() + interval '1 second' where user_id = '`+userA+`'`)
-	if got, err := st.Requested(ctx, 10, time.Second, nil); err != nil || len(got) != 0 {
+	if got, err := st.Requested(ctx, nil, 10, time.Second); err != nil || len(got) != 0 {
 		t.Fatalf("Requested after the attempt = %v, %v", got, err)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,7 +31,25 @@ type Options struct {
 	// zero means the …Default. ConnectTimeout applies only when DATABASE_URL sets no
 	// connect_timeout.
 	ConnectTimeout, StatementTimeout, TxTimeout time.Duration
+	// ApplicationName is every connection's application_name (ApplicationName), unless
+	// DATABASE_URL sets one; "" leaves the driver's (none).
+	ApplicationName string
 }
+
+// ApplicationName is the application_name of a worker's connections, so that pg_stat_activity
+// (and a pooler's SHOW CLIENTS) names the worker: "usage-sync " and its worker id, cut to the
+// 63 bytes PostgreSQL keeps (NAMEDATALEN - 1) on a rune boundary, rather than by the server
+// mid-rune.
+func ApplicationName(workerID string) string {
+	s := "usage-sync " + workerID
+	for len(s) > applicationNameMax {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+const applicationNameMax = 63
 
 // Store wraps a pgx pool.
 type Store struct {
@@ -69,6 +88,11 @@ func New(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 		cfg.ConnConfig.StatementCacheCapacity = 0
 		cfg.ConnConfig.DescriptionCacheCapacity = 0
+	}
+	// A startup parameter, sent once per server connection: a transaction pooler passes it on
+	// only if it tracks it (docs/supabase.md, "The connection string").
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set && opts.ApplicationName != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = opts.ApplicationName
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = orDefault(opts.ConnectTimeout, ConnectTimeoutDefault)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/usage-sync/usage-sync/internal/clock"
 )
 
 // TriggerVerdict is what TakeTrigger decided about one triggered sync.
@@ -44,7 +46,7 @@ type TriggerRequest struct {
 	// RespectBackoff refuses a user whose failure backoff is not over (a webhook); false lets
 	// the trigger skip it (request_sync(), the dashboard's retry button).
 	RespectBackoff bool
-	Now            *time.Time // nil: the database's clock
+	Clock          clock.Clock
 }
 
 // TakeTrigger decides, in one statement, whether a trigger (a webhook, a request_sync()) may
@@ -65,7 +67,7 @@ func (s *Store) TakeTrigger(ctx context.Context, r TriggerRequest) (TriggerVerdi
 			from cur where s.user_id = cur.user_id and not cur.too_soon and not cur.backing_off
 			returning s.user_id)
 		select exists (select 1 from upd), cur.too_soon, cur.backing_off from cur`,
-		pgx.NamedArgs{"user": r.UserID, "interval": r.MinInterval.String(), "backoff": r.RespectBackoff, "now": r.Now}).
+		pgx.NamedArgs{"user": r.UserID, "interval": r.MinInterval.String(), "backoff": r.RespectBackoff, "now": r.Clock.NowOrNil()}).
 		Scan(&taken, &tooSoon, &backingOff)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):

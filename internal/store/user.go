@@ -52,7 +52,7 @@ func (s *Store) LoadUser(ctx context.Context, l *Lease, firstDay time.Time, revi
 		          where user_id = @user and day < @first
 		          group by key_id) settled)
 		from sync_state s where s.user_id = @user`,
-		pgx.NamedArgs{"user": user, "first": firstDay.UTC(), "every": every, "now": l.at()}).
+		pgx.NamedArgs{"user": user, "first": firstDay.UTC(), "every": every, "now": l.clock.NowOrNil()}).
 		Scan(&fp, &st.TaskWatermark, &st.TaskWatermarkOpen, &st.SweepDue, &totals)
 	if err != nil {
 		return st, fmt.Errorf("load sync state of %s: %w", user, err)

@@ -433,7 +433,7 @@ func TestCyclesInTransactionPoolerMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := syncer.New(st, e.client(), e.log, e.opts)
+	s := e.newSyncer(st, e.client(), e.opts)
 	first := e.cycle(s, syncer.CycleOptions{})
 	second := e.cycle(s, syncer.CycleOptions{})
 	if first.Synced != 3 || second.Synced != 3 || second.Cycle != first.Cycle+1 {

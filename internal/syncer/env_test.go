@@ -2,7 +2,6 @@ package syncer_test
 
 import (
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -95,9 +94,6 @@ func setup(t testing.TB, c envConfig) *env {
 	default:
 		e.chargeFrom = *e.opts.ChargeFrom
 	}
-	if e.opts.Now == nil {
-		e.opts.Now = clk.Now
-	}
 	if e.opts.Concurrency == 0 {
 		e.opts.Concurrency = 3
 	}
@@ -131,7 +127,7 @@ func (e *env) addProfile(user string, balance int64) {
 func (e *env) client(mod ...func(*upstream.Config)) *upstream.Client {
 	e.t.Helper()
 	cfg := upstream.Config{BaseURL: e.base, AdminToken: "test-admin", RequestTimeout: 5 * time.Second,
-		MaxElapsed: 3 * time.Second, MaxRetryAfter: 2 * time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+		MaxElapsed: 3 * time.Second, MaxRetryAfter: 2 * time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: e.log}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -147,7 +143,15 @@ func (e *env) syncer(mod ...func(*syncer.Options)) *syncer.Syncer {
 	for _, m := range mod {
 		m(&o)
 	}
-	return syncer.New(e.st, e.client(), e.log, o)
+	return e.newSyncer(e.st, e.client(), o)
+}
+
+// newSyncer builds a syncer on st and up that runs on the env's clock, as every syncer of a
+// test does: the simulator's tasks and days move with it.
+func (e *env) newSyncer(st *store.Store, up syncer.Upstream, o syncer.Options) *syncer.Syncer {
+	s := syncer.New(st, up, e.log, o)
+	s.SetClock(e.clock.Now)
+	return s
 }
 
 // cycle runs one --once-style cycle and fails the test if the cycle itself could not run.
@@ -197,8 +201,6 @@ func day(t time.Time) time.Time {
 	t = t.UTC()
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
-
-var _ = fmt.Sprint
 
 // checkLeaseHeld has a second worker try user u while the first is still syncing it (its result
 // comes on done): the second must skip the user, its lease held by a live worker. Then release

@@ -26,7 +26,7 @@ func TestHungDatabaseAbortsTheCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	s := syncer.New(st, e.client(), e.log, e.opts)
+	s := e.newSyncer(st, e.client(), e.opts)
 	held := func(name string, o syncer.CycleOptions) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -14,13 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
-// A --once --all after an interrupted run attempts every user again (docs/cycles.md, "A cycle
+// A --once --all after an interrupted run attempts every user again (docs/design.md, "A cycle
 // lives while a worker in it does"): the refused user the interrupted run failed fails again,
 // visibly, and the users it never reached are synced. Before, the next run joined the dead
 // run's cycle, skipped every user it had taken (the refused one included) and reported success.
@@ -174,7 +176,7 @@ func TestInterruptedRunHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.New(upstream.Config{BaseURL: os.Getenv("HELPER_BASE"), AdminToken: "test-admin", MaxElapsed: time.Second})
+	up, err := upstream.New(upstream.Config{BaseURL: os.Getenv("HELPER_BASE"), AdminToken: "test-admin", MaxElapsed: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,8 @@ func TestInterruptedRunHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := syncer.New(st, up, nil, syncer.Options{WorkerID: "interrupted-" + os.Getenv("HELPER_MODE"), Concurrency: 1,
-		ChargeEnabled: true, ChargeFrom: &cf, Now: func() time.Time { return now }})
+		ChargeEnabled: true, ChargeFrom: &cf})
+	s.SetClock(func() time.Time { return now })
 	first := true
 	s.SetHooks(&syncer.Hooks{BeforeApply: func(context.Context, string) error {
 		if !first {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/syncer"
@@ -90,7 +92,7 @@ func TestWorkerProcessHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := upstream.New(upstream.Config{BaseURL: os.Getenv("HELPER_BASE"), AdminToken: "test-admin"})
+	up, err := upstream.New(upstream.Config{BaseURL: os.Getenv("HELPER_BASE"), AdminToken: "test-admin", Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,8 @@ import (
 // keepMember keeps the run live in its cycle (store.RenewMember every third of SYNC_LEASE_TTL,
 // as leases are renewed) until the returned func is called, which stops the renewals and marks
 // the run ended: from then on it holds the cycle open for nobody. A run killed outright stops
-// renewing, and other runs see it dead once its last renewal is a TTL old (docs/cycles.md).
+// renewing, and other runs see it dead once its last renewal is a TTL old (docs/design.md, "A cycle
+// lives while a worker in it does").
 func (s *Syncer) keepMember(ctx context.Context, log *zap.Logger, m store.CycleMember) (end func()) {
 	// Renewal outlives shutdown: the run is in its cycle until its last user is given back.
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))

@@ -1,7 +1,6 @@
 package syncer
 
 import (
-	"context"
 	"time"
 
 	"github.com/usage-sync/usage-sync/internal/store"
@@ -16,18 +15,6 @@ type Observer interface {
 	// Charged reports the ledger rows one user's sync posted (shadow rows carry the shadow:
 	// source prefix).
 	Charged(r store.ChargeResult)
-}
-
-// RunCycle enrols new users, then syncs every due user with a bounded pool of workers. It returns
-// an error only when the cycle cannot run at all (the database is unreachable); one user's
-// failure is recorded in its sync_state and counted in the Summary, never returned.
-func (s *Syncer) RunCycle(ctx context.Context, o CycleOptions) (Summary, error) {
-	start := time.Now()
-	sum, err := s.runCycle(ctx, o)
-	if s.opts.Observer != nil {
-		s.opts.Observer.CycleDone(o, sum, time.Since(start), err)
-	}
-	return sum, err
 }
 
 // observeCharge hands a user's posted charges to the observer, if any.

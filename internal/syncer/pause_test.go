@@ -57,7 +57,7 @@ func TestAPausedUserIsTakenByNothingAndCatchesUpOnResume(t *testing.T) {
 		t.Fatalf("first cycle: %s", sum.Line())
 	}
 	p := e.sim.Users()[1]
-	got, err := e.st.Pause(ctx, p, "billing dispute #42", "support-alice", nil)
+	got, err := e.st.Pause(ctx, nil, p, "billing dispute #42", "support-alice")
 	if err != nil || got.Already || got.Interrupted != "" {
 		t.Fatalf("pause: %+v, %v", got, err)
 	}
@@ -66,7 +66,7 @@ func TestAPausedUserIsTakenByNothingAndCatchesUpOnResume(t *testing.T) {
 		status != "paused" || by != "support-alice" || reason != "billing dispute #42" {
 		t.Fatalf("sync_state of the paused user: %q %q %q %v", status, by, reason, err)
 	}
-	if again, err := e.st.Pause(ctx, p, "another reason", "bob", nil); err != nil || !again.Already || again.By != "support-alice" {
+	if again, err := e.st.Pause(ctx, nil, p, "another reason", "bob"); err != nil || !again.Already || again.By != "support-alice" {
 		t.Fatalf("pausing a paused user: %+v, %v; want nothing changed and the first pause named", again, err)
 	}
 
@@ -103,8 +103,7 @@ func TestAPausedUserIsTakenByNothingAndCatchesUpOnResume(t *testing.T) {
 	if _, err := e.db.Exec(ctx, `update sync_state set requested_at = now() where user_id = $1`, p); err != nil {
 		t.Fatal(err)
 	}
-	at := e.clock.Now()
-	if users, err := e.st.Requested(ctx, 10, 0, &at); err != nil || len(users) != 0 {
+	if users, err := e.st.Requested(ctx, e.clock.Now, 10, 0); err != nil || len(users) != 0 {
 		t.Fatalf("request poll while paused: %v, %v; want nobody", users, err)
 	}
 	if n := reqs.of(p); n != 0 {
@@ -120,11 +119,11 @@ func TestAPausedUserIsTakenByNothingAndCatchesUpOnResume(t *testing.T) {
 		t.Fatalf("PausedUsers = %d, %v; want 1", n, err)
 	}
 
-	r, err := e.st.Resume(ctx, p, nil)
+	r, err := e.st.Resume(ctx, nil, p)
 	if err != nil || r.Status != "ok" || r.Paused.By != "support-alice" {
 		t.Fatalf("resume: %+v, %v; want the status it had (ok) back", r, err)
 	}
-	if _, err := e.st.Resume(ctx, p, nil); err == nil {
+	if _, err := e.st.Resume(ctx, nil, p); err == nil {
 		t.Fatal("resuming a user that is not paused succeeded")
 	}
 	e.clock.Add(time.Minute)
@@ -168,7 +167,7 @@ func TestAPauseFencesOutASyncInFlight(t *testing.T) {
 		done <- sum
 	}()
 	<-atApply
-	got, err := e.st.Pause(ctx, p, "support hold", "ops", nil)
+	got, err := e.st.Pause(ctx, nil, p, "support hold", "ops")
 	if err != nil || got.Interrupted != "a" {
 		t.Fatalf("pause in flight: %+v, %v; want worker a named as interrupted", got, err)
 	}
@@ -187,7 +186,7 @@ func TestAPauseFencesOutASyncInFlight(t *testing.T) {
 	if len(e.events("sync.user.paused")) != 1 {
 		t.Fatal("no sync.user.paused event for the sync the pause stopped")
 	}
-	if _, err := e.st.Resume(ctx, p, nil); err != nil {
+	if _, err := e.st.Resume(ctx, nil, p); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Add(time.Minute)

@@ -59,25 +59,25 @@ type planInput struct {
 // buildPlan turns what one sync read into what it writes. It is pure, so every rule of
 // docs/design.md's "Semantics" section can be tested without a database or an upstream.
 func buildPlan(in planInput) *store.Plan {
-	u := &store.Plan{RunID: in.runID, Shadow: in.shadow, BlockedKeys: negativeKeys(in)}
-	lifetime := planKeys(u, in)
-	planUsage(u, in, lifetime)
-	planKeyCharges(u, in, lifetime)
-	planUnlisted(u, in)
+	plan := &store.Plan{RunID: in.runID, Shadow: in.shadow, BlockedKeys: negativeKeys(in)}
+	lifetime := planKeys(plan, in)
+	planUsage(plan, in, lifetime)
+	planKeyCharges(plan, in, lifetime)
+	planUnlisted(plan, in)
 	// Tasks: the part of the pass no chunk has applied yet.
-	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks, u.BlockedKeys)
-	u.Tasks = rows
-	u.Charges = append(u.Charges, charges...)
-	u.SettledThrough = settledThrough(in)
-	return u
+	rows, charges := planTasks(in.userID, in.chargeFrom, in.tasks, plan.BlockedKeys)
+	plan.Tasks = rows
+	plan.Charges = append(plan.Charges, charges...)
+	plan.SettledThrough = settledThrough(in)
+	return plan
 }
 
 // planKeys mirrors the lifetime listing and returns it by key id.
-func planKeys(u *store.Plan, in planInput) map[string]upstream.Key {
+func planKeys(plan *store.Plan, in planInput) map[string]upstream.Key {
 	lifetime := map[string]upstream.Key{}
 	for _, k := range in.lifetime.Keys {
 		lifetime[k.ID] = k
-		u.Keys = append(u.Keys, store.KeyRow{
+		plan.Keys = append(plan.Keys, store.KeyRow{
 			ID: k.ID, Name: k.Name, Purpose: k.Purpose, Integration: usage.Integration(k.Purpose),
 			IsActive: k.IsActive == nil || *k.IsActive, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt,
 			TotalRequests: storable(k.TotalRequests),
@@ -88,28 +88,28 @@ func planKeys(u *store.Plan, in planInput) map[string]upstream.Key {
 
 // planUsage plans the per-key and per-purpose day rows, and runs the guard (docs/design.md,
 // "The guard"): a key whose day windows report more than its lifetime total is blocked.
-func planUsage(u *store.Plan, in planInput, lifetime map[string]upstream.Key) {
+func planUsage(plan *store.Plan, in planInput, lifetime map[string]upstream.Key) {
 	windowSum := maps.Clone(in.settledTotals)
 	if windowSum == nil {
 		windowSum = map[string]int64{}
 	}
 	for _, w := range in.windows {
-		planWindow(u, in, w, lifetime, windowSum)
+		planWindow(plan, in, w, lifetime, windowSum)
 	}
 	for id, sum := range windowSum {
 		lk, ok := lifetime[id]
 		if !ok || lk.TotalRequests == nil {
 			continue
 		}
-		if _, already := u.BlockedKeys[id]; !already && sum > *lk.TotalRequests {
-			u.BlockedKeys[id] = fmt.Sprintf("its day windows add up to %d requests, more than its lifetime total %d: the upstream's from/to totals are not range-scoped",
+		if _, already := plan.BlockedKeys[id]; !already && sum > *lk.TotalRequests {
+			plan.BlockedKeys[id] = fmt.Sprintf("its day windows add up to %d requests, more than its lifetime total %d: the upstream's from/to totals are not range-scoped",
 				sum, *lk.TotalRequests)
 		}
 	}
 }
 
 // planWindow plans one day's rows and adds each key's count to windowSum.
-func planWindow(u *store.Plan, in planInput, w window, lifetime map[string]upstream.Key, windowSum map[string]int64) {
+func planWindow(plan *store.Plan, in planInput, w window, lifetime map[string]upstream.Key, windowSum map[string]int64) {
 	listed := map[string]bool{}
 	for _, k := range w.keys.Keys {
 		if k.TotalRequests == nil {
@@ -123,10 +123,10 @@ func planWindow(u *store.Plan, in planInput, w window, lifetime map[string]upstr
 		if lk, ok := lifetime[k.ID]; ok && lk.Purpose != "" {
 			purpose = lk.Purpose
 		}
-		u.Usage = append(u.Usage, store.UsageRow{KeyID: k.ID, Purpose: purpose, Day: w.day, Count: *k.TotalRequests})
+		plan.Usage = append(plan.Usage, store.UsageRow{KeyID: k.ID, Purpose: purpose, Day: w.day, Count: *k.TotalRequests})
 		windowSum[k.ID] += *k.TotalRequests
 		if lk, ok := lifetime[k.ID]; ok && lk.TotalRequests != nil && *k.TotalRequests > *lk.TotalRequests {
-			u.BlockedKeys[k.ID] = fmt.Sprintf("window %s reports %d requests, more than the key's lifetime total %d: the upstream's from/to totals are not range-scoped",
+			plan.BlockedKeys[k.ID] = fmt.Sprintf("window %s reports %d requests, more than the key's lifetime total %d: the upstream's from/to totals are not range-scoped",
 				w.day.Format(time.DateOnly), *k.TotalRequests, *lk.TotalRequests)
 		}
 	}
@@ -137,20 +137,20 @@ func planWindow(u *store.Plan, in planInput, w window, lifetime map[string]upstr
 			continue
 		}
 		if k.LastUsedAt == nil || k.LastUsedAt.Before(w.day) {
-			u.ZeroUsage = append(u.ZeroUsage, store.KeyDay{KeyID: k.ID, Day: w.day})
+			plan.ZeroUsage = append(plan.ZeroUsage, store.KeyDay{KeyID: k.ID, Day: w.day})
 		}
 	}
 	for purpose, n := range w.purposes.RequestsByPurpose {
 		if n < 0 {
 			continue // inconsistent: the stored total stays
 		}
-		u.PurposeUsage = append(u.PurposeUsage, store.PurposeRow{Purpose: purpose, Day: w.day, Count: n})
+		plan.PurposeUsage = append(plan.PurposeUsage, store.PurposeRow{Purpose: purpose, Day: w.day, Count: n})
 	}
 }
 
 // planKeyCharges plans the key charges: the chargeable total of each (key, day) window from
 // CHARGE_FROM's day on, for keys the guard let through.
-func planKeyCharges(u *store.Plan, in planInput, lifetime map[string]upstream.Key) {
+func planKeyCharges(plan *store.Plan, in planInput, lifetime map[string]upstream.Key) {
 	cfDay := startOfDay(in.chargeFrom)
 	for _, w := range in.windows {
 		if w.day.Before(cfDay) {
@@ -164,7 +164,7 @@ func planKeyCharges(u *store.Plan, in planInput, lifetime map[string]upstream.Ke
 			if k.TotalRequests == nil || *k.TotalRequests <= 0 {
 				continue
 			}
-			if _, blocked := u.BlockedKeys[k.ID]; blocked {
+			if _, blocked := plan.BlockedKeys[k.ID]; blocked {
 				continue
 			}
 			lk, ok := lifetime[k.ID]
@@ -175,7 +175,7 @@ func planKeyCharges(u *store.Plan, in planInput, lifetime map[string]upstream.Ke
 				continue
 			}
 			d := w.day.Format(time.DateOnly)
-			u.Charges = append(u.Charges, store.Charge{
+			plan.Charges = append(plan.Charges, store.Charge{
 				UserID: in.userID, Family: store.FamilyKey, Subject: k.ID + "/" + d, Total: *k.TotalRequests,
 				Meta: map[string]any{"key_id": k.ID, "day": d, "partial_from": partialFrom(w, in.chargeFrom)},
 			})
@@ -188,18 +188,18 @@ func planKeyCharges(u *store.Plan, in planInput, lifetime map[string]upstream.Ke
 // rows of the day and its earlier remainders (requests of keys revoked before any listing showed
 // them). A purpose with a key the guard halts is left out for the day: its remainder would
 // charge the halted key's requests, which the guard refused to trust.
-func planUnlisted(u *store.Plan, in planInput) {
+func planUnlisted(plan *store.Plan, in planInput) {
 	cfDay := startOfDay(in.chargeFrom)
 	halted := map[string]bool{} // purpose → a key of it is blocked
 	for _, w := range in.windows {
 		for _, k := range w.keys.Keys {
-			if _, b := u.BlockedKeys[k.ID]; b {
+			if _, b := plan.BlockedKeys[k.ID]; b {
 				halted[purposeOf(k, in.lifetime)] = true
 			}
 		}
 	}
 	for _, k := range in.lifetime.Keys {
-		if _, b := u.BlockedKeys[k.ID]; b {
+		if _, b := plan.BlockedKeys[k.ID]; b {
 			halted[k.Purpose] = true
 		}
 	}
@@ -219,7 +219,7 @@ func planUnlisted(u *store.Plan, in planInput) {
 			if n < 0 || halted[purpose] {
 				continue
 			}
-			u.Unlisted = append(u.Unlisted, store.Charge{
+			plan.Unlisted = append(plan.Unlisted, store.Charge{
 				UserID: in.userID, Family: store.FamilyUnlisted, Subject: store.UnlistedSubject(purpose, w.day), Total: n,
 				Meta: map[string]any{"purpose": purpose, "day": d, "partial_from": partialFrom(w, in.chargeFrom)},
 			})

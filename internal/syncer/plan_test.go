@@ -60,9 +60,9 @@ func key(id string, total int64, lastUsed string) upstream.Key {
 	return k
 }
 
-func charges(u *store.Plan, fam store.Family) map[string]int64 {
+func charges(plan *store.Plan, fam store.Family) map[string]int64 {
 	out := map[string]int64{}
-	for _, c := range u.Charges {
+	for _, c := range plan.Charges {
 		if c.Family == fam {
 			out[c.Subject] = c.Total
 		}
@@ -87,25 +87,25 @@ func TestBuildPlanKeyWindows(t *testing.T) {
 		}},
 		settledTotals: map[string]int64{"a": 5},
 	}
-	u := buildPlan(in)
-	if got := charges(u, store.FamilyKey); len(got) != 2 || got["a/2026-11-26"] != 4 || got["a/2026-11-27"] != 3 {
+	plan := buildPlan(in)
+	if got := charges(plan, store.FamilyKey); len(got) != 2 || got["a/2026-11-26"] != 4 || got["a/2026-11-27"] != 3 {
 		t.Fatalf("key charges = %v; want the CHARGE_FROM day charged from CHARGE_FROM (4) and the next day in full (3)", got)
 	}
-	if len(u.Usage) != 2 || u.Usage[0].Count != 10 {
-		t.Fatalf("usage rows = %+v; want the full day (10) mirrored for the CHARGE_FROM day", u.Usage)
+	if len(plan.Usage) != 2 || plan.Usage[0].Count != 10 {
+		t.Fatalf("usage rows = %+v; want the full day (10) mirrored for the CHARGE_FROM day", plan.Usage)
 	}
 	zero := map[string]int{}
-	for _, z := range u.ZeroUsage {
+	for _, z := range plan.ZeroUsage {
 		zero[z.KeyID]++
 	}
 	if zero["idle"] != 2 || zero["busy"] != 0 || zero["a"] != 0 {
 		t.Fatalf("zeroed rows = %v; want idle on both days only", zero)
 	}
-	if len(u.BlockedKeys) != 0 {
-		t.Fatalf("consistent data blocked keys: %v", u.BlockedKeys)
+	if len(plan.BlockedKeys) != 0 {
+		t.Fatalf("consistent data blocked keys: %v", plan.BlockedKeys)
 	}
-	if u.SettledThrough == nil || !u.SettledThrough.Equal(d2) {
-		t.Fatalf("settled through %v; want %v (yesterday ended more than the lag ago, today has not)", u.SettledThrough, d2)
+	if plan.SettledThrough == nil || !plan.SettledThrough.Equal(d2) {
+		t.Fatalf("settled through %v; want %v (yesterday ended more than the lag ago, today has not)", plan.SettledThrough, d2)
 	}
 }
 
@@ -125,20 +125,20 @@ func TestBuildPlanGuardBlocksInconsistentKeys(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			u := buildPlan(planInput{
+			plan := buildPlan(planInput{
 				userID: "u", now: ts("2026-11-27T10:00:00Z"), chargeFrom: d,
 				windows:       []window{{day: d, keys: upstream.KeyList{Keys: []upstream.Key{key("a", c.window, "2026-11-27T09:00:00Z")}}}},
 				lifetime:      upstream.KeyList{Keys: []upstream.Key{key("a", c.life, "2026-11-27T09:00:00Z")}},
 				settledTotals: map[string]int64{"a": c.settled},
 			})
-			if !strings.Contains(u.BlockedKeys["a"], c.reason) {
-				t.Fatalf("blocked = %v; want key a blocked with %q", u.BlockedKeys, c.reason)
+			if !strings.Contains(plan.BlockedKeys["a"], c.reason) {
+				t.Fatalf("blocked = %v; want key a blocked with %q", plan.BlockedKeys, c.reason)
 			}
-			if len(charges(u, store.FamilyKey)) != 0 {
-				t.Fatalf("a blocked key was charged: %v", u.Charges)
+			if len(charges(plan, store.FamilyKey)) != 0 {
+				t.Fatalf("a blocked key was charged: %v", plan.Charges)
 			}
-			if len(u.Usage) != 1 {
-				t.Fatalf("the usage row of a blocked key must still be mirrored, got %v", u.Usage)
+			if len(plan.Usage) != 1 {
+				t.Fatalf("the usage row of a blocked key must still be mirrored, got %v", plan.Usage)
 			}
 		})
 	}
@@ -151,17 +151,17 @@ func TestBuildPlanTasks(t *testing.T) {
 		return upstream.Task{ID: id, CreatedAt: tp(created), Metrics: upstream.TaskMetrics{
 			TotalEmailAddresses: n(5), Progress: func() *float64 { f := 1.0; return &f }(), VerificationStatus: results}}
 	}
-	u := buildPlan(planInput{userID: "u", now: ts("2026-11-27T10:00:00Z"), chargeFrom: cf, tasks: []upstream.Task{
+	plan := buildPlan(planInput{userID: "u", now: ts("2026-11-27T10:00:00Z"), chargeFrom: cf, tasks: []upstream.Task{
 		done("before", "2026-11-27T07:59:59Z", map[string]int64{"valid": 5}),
 		done("new-vocab", "2026-11-27T08:00:00Z", map[string]int64{"valid": 2, "invalid": 1, "disposable_domain": 1, "unknown": 1, "role_based": 3, "disposable_domain_emails": 1}),
 		done("old-vocab", "2026-11-27T09:00:00Z", map[string]int64{"exists": 1, "not_exists": 2, "catchall": 1, "weird": 1}),
 		{ID: "running", CreatedAt: tp("2026-11-27T09:30:00Z"), Metrics: upstream.TaskMetrics{TotalEmailAddresses: n(5), JobStatus: map[string]int64{"completed": 2, "processing": 1}}},
 	}})
-	if got := charges(u, store.FamilyTask); len(got) != 2 || got["new-vocab"] != 5 || got["old-vocab"] != 5 {
+	if got := charges(plan, store.FamilyTask); len(got) != 2 || got["new-vocab"] != 5 || got["old-vocab"] != 5 {
 		t.Fatalf("task charges = %v; want the two finished tasks created at or after CHARGE_FROM, 5 each", got)
 	}
 	rows := map[string]store.TaskRow{}
-	for _, r := range u.Tasks {
+	for _, r := range plan.Tasks {
 		rows[r.ID] = r
 	}
 	if r := rows["new-vocab"]; r.Valid != 2 || r.Invalid != 2 || r.Unknown != 1 || r.Status != "completed" {
@@ -203,10 +203,10 @@ func TestBuildPlanSettlesOnlyAContiguousPrefix(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			u := buildPlan(planInput{userID: "u", now: now, chargeFrom: ts("2026-10-01T00:00:00Z"), settleLag: 2 * time.Hour,
+			plan := buildPlan(planInput{userID: "u", now: now, chargeFrom: ts("2026-10-01T00:00:00Z"), settleLag: 2 * time.Hour,
 				settled: c.settled, windows: c.windows})
-			if u.SettledThrough == nil || !u.SettledThrough.Equal(*c.want) {
-				t.Fatalf("settled through %v, want %v", u.SettledThrough, c.want)
+			if plan.SettledThrough == nil || !plan.SettledThrough.Equal(*c.want) {
+				t.Fatalf("settled through %v, want %v", plan.SettledThrough, c.want)
 			}
 		})
 	}

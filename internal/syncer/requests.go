@@ -20,7 +20,7 @@ func (s *Syncer) ServeRequests(ctx context.Context, every time.Duration) {
 		every = RequestPollDefault
 	}
 	tick(ctx, every, func() bool {
-		users, err := s.st.Requested(ctx, s.opts.Concurrency*requestBatchPerWorker, s.opts.TriggerMinInterval, s.at())
+		users, err := s.st.Requested(ctx, s.clock, s.opts.Concurrency*requestBatchPerWorker, s.opts.TriggerMinInterval)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("sync.requests.poll_failed", zap.Error(err))

@@ -69,7 +69,7 @@ func TestDatabaseRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	s := syncer.New(st, e.client(), e.log, e.opts)
+	s := e.newSyncer(st, e.client(), e.opts)
 
 	// The database goes away while the first user is between its reads and its write.
 	var (

@@ -67,7 +67,7 @@ func (s *Syncer) Resync(ctx context.Context, o ResyncOptions) (ResyncResult, err
 	if !ok {
 		return res, fmt.Errorf("user %s: %w", o.UserID, ErrUnknownUser)
 	}
-	if _, err := s.st.Enrol(ctx, s.at(), o.UserID); err != nil {
+	if _, err := s.st.Enrol(ctx, s.clock, o.UserID); err != nil {
 		return res, fmt.Errorf("resync: %w", err)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
@@ -140,24 +140,22 @@ func (s *Syncer) resyncDays(lease *store.Lease, o ResyncOptions, res *ResyncResu
 	return days, nil
 }
 
-// resyncLeased reads and applies the resync while keeping the lease alive, as readLeased does
-// for a sync. A failure gives the user back without recording it in sync_state: the operator
+// resyncLeased reads and applies the resync while keeping the lease alive, as a held
+// sync does (held.go). A failure gives the user back without recording it in sync_state: the operator
 // sees it, and the user's own schedule and backoff are not the resync's to change.
 func (s *Syncer) resyncLeased(ctx context.Context, log *zap.Logger, lease *store.Lease, days []time.Time, res *ResyncResult) error {
 	userCtx, cancel := context.WithTimeoutCause(ctx, s.opts.UserTimeout, errUserTimeout)
 	defer cancel()
-	lost, stopRenew, renewDone := s.keepLease(ctx, log, lease, cancel)
-	defer func() { stopRenew(); <-renewDone }()
+	renewal := s.keepLease(ctx, log, lease, cancel)
+	defer renewal.end()
 
 	from, to := days[0], days[len(days)-1].Add(day)
 	before, err := s.st.Report(userCtx, lease.UserID, from, to)
 	if err == nil {
 		err = s.resyncApply(userCtx, log, lease, days, res)
 	}
-	select {
-	case <-lost:
+	if renewal.lost() {
 		err = store.ErrLeaseLost
-	default:
 	}
 	if err != nil {
 		if !errors.Is(err, store.ErrLeaseLost) {

@@ -366,7 +366,7 @@ func TestTaskPagingIsBounded(t *testing.T) {
 			t.Cleanup(srv.Close)
 			o := e.opts
 			o.MaxTaskPages = maxPages
-			s := syncer.New(e.st, e.client(func(c *upstream.Config) { c.BaseURL = srv.URL + "/api/v1" }), e.log, o)
+			s := e.newSyncer(e.st, e.client(func(c *upstream.Config) { c.BaseURL = srv.URL + "/api/v1" }), o)
 			s.SetChunkPages(1)
 			sum := e.cycle(s, syncer.CycleOptions{All: true})
 			if sum.Failed != 1 || sum.Synced != 1 {

@@ -240,7 +240,7 @@ func TestJWTModeAndNoSecretsInLogs(t *testing.T) {
 	e := setup(t, envConfig{sim: simulator.Config{Seed: 12, Users: 2, HistoryDays: 1, JWTSecret: "jwt-secret-do-not-log"}})
 	bad := e.sim.Users()[1]
 	e.sim.SetFault(bad, simulator.Fault{Status: 401})
-	s := syncer.New(e.st, e.client(func(c *upstream.Config) { c.AdminToken = ""; c.JWTSecret = "jwt-secret-do-not-log" }), e.log, e.opts)
+	s := e.newSyncer(e.st, e.client(func(c *upstream.Config) { c.AdminToken = ""; c.JWTSecret = "jwt-secret-do-not-log" }), e.opts)
 	sum := e.cycle(s, syncer.CycleOptions{})
 	if sum.Synced != 1 || sum.Failed != 1 {
 		t.Fatalf("summary %+v", sum)

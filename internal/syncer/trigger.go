@@ -24,14 +24,11 @@ type Trigger struct {
 // taken reports which; a refused trigger costs one statement and changes nothing but the log.
 // A user not in profiles is ErrUnknownUser.
 func (s *Syncer) RunTriggered(ctx context.Context, t Trigger) (sum Summary, taken bool, err error) {
-	// One reading of the clock for both statements: a user enrolled "later" than the trigger's
-	// now would look as if it were backing off.
-	now := s.at()
-	req := store.TriggerRequest{UserID: t.UserID, MinInterval: s.opts.TriggerMinInterval, RespectBackoff: !t.SkipBackoff, Now: now}
+	req := store.TriggerRequest{UserID: t.UserID, MinInterval: s.opts.TriggerMinInterval, RespectBackoff: !t.SkipBackoff, Clock: s.clock}
 	verdict, err := s.st.TakeTrigger(ctx, req)
 	if err == nil && verdict == store.TriggerNoUser {
 		// Not enrolled yet: enrol this user alone (nobody else), then ask again.
-		if _, err = s.st.Enrol(ctx, now, t.UserID); err == nil {
+		if _, err = s.st.Enrol(ctx, s.clock, t.UserID); err == nil {
 			verdict, err = s.st.TakeTrigger(ctx, req)
 		}
 	}

@@ -34,7 +34,7 @@ func TestRetryAfterCeiling(t *testing.T) {
 	// A retry budget shorter than the client's own Retry-After cap: the call gives up at once
 	// and hands the Retry-After to the syncer, which is what is under test.
 	cl := e.client(func(c *upstream.Config) { c.MaxElapsed = 50 * time.Millisecond })
-	s := syncer.New(e.st, cl, e.log, withOpts(e.opts, func(o *syncer.Options) {
+	s := e.newSyncer(e.st, cl, withOpts(e.opts, func(o *syncer.Options) {
 		o.FailureBackoffBase = time.Minute
 		o.FailureBackoffMax = backoffMax
 	}))

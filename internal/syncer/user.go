@@ -57,7 +57,7 @@ type pass struct {
 // enrolment and the first take by a live worker, recorded by the claim), so a shadow trial's
 // usage is never charged; a shadow pass observes from the enrolment.
 func (s *Syncer) newPass(lease *store.Lease) pass {
-	p := pass{now: s.opts.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled}
+	p := pass{now: s.clock.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled}
 	switch {
 	case s.opts.ChargeFrom != nil:
 		p.chargeFrom = s.opts.ChargeFrom.UTC()
@@ -81,7 +81,7 @@ func (p pass) firstDay() time.Time {
 // what is left — keys, usage, key charges, the last tasks and sync_state — is returned as the
 // plan of the user's final transaction, which the caller applies (or hands to a writer).
 //
-// The reads go out in rounds (DESIGN.md, "A user's independent reads run at once"; docs/decisions.md):
+// The reads go out in rounds (DESIGN.md, "A user's independent reads run at once"; docs/engineering.md, "Cycles and scale"):
 // the lifetime listing at once, the task pass as soon as the stored state gives its watermark,
 // the windows once the lifetime listing has said whether they are needed, and the guard's second
 // lifetime listing once every window has ended.

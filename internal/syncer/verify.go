@@ -40,9 +40,12 @@ type Difference struct {
 	Kind    string `json:"kind"`
 	Subject string `json:"subject"` // a key id, or "purpose <name>"
 	// Upstream is what the upstream says; Ours is the record's, the mirror's or the ledger's figure.
-	Upstream int64  `json:"upstream"`
-	Ours     int64  `json:"ours"`
-	Fix      string `json:"fix"`
+	Upstream int64 `json:"upstream"`
+	Ours     int64 `json:"ours"`
+	// Rows, when set, is how many rows differ: the difference is a count of rows, not two
+	// figures (Upstream and Ours are then zero).
+	Rows int64  `json:"rows,omitempty"`
+	Fix  string `json:"fix"`
 }
 
 // VerifyUser is one user's verdict.
@@ -209,7 +212,7 @@ func compareMirror(in verifyInput) []Difference {
 		}
 	}
 	if n := in.stored.KeyDaysDiffering; n > 0 {
-		out = append(out, Difference{Kind: DiffMirrorAltered, Subject: "api_usage per-key rows", Ours: n, Fix: restore})
+		out = append(out, Difference{Kind: DiffMirrorAltered, Subject: "api_usage per-key rows", Rows: n, Fix: restore})
 	}
 	listed := map[string]bool{}
 	for _, k := range in.lifetime.Keys {

@@ -43,7 +43,7 @@ func TestCompareMirrorKeepsOnlyWhatSettledDataCannotExplain(t *testing.T) {
 		DiffKeyMissing + " new":                          {Upstream: 1},
 		DiffKeyNotListed + " gone":                       {Ours: 3},
 		DiffMirrorAltered + " api_keys edited":           {Upstream: 5, Ours: 50},
-		DiffMirrorAltered + " api_usage per-key rows":    {Ours: 2},
+		DiffMirrorAltered + " api_usage per-key rows":    {Rows: 2},
 		DiffMirrorAltered + " api_usage purpose planted": {Ours: 9},
 		DiffSettledUsage + " purpose n8n":                {Upstream: 3},
 		DiffSettledUsage + " purpose zapier":             {Upstream: 27, Ours: 20},
@@ -55,7 +55,7 @@ func TestCompareMirrorKeepsOnlyWhatSettledDataCannotExplain(t *testing.T) {
 	}
 	for _, d := range got {
 		w, ok := want[d.Kind+" "+d.Subject]
-		if !ok || w.Upstream != d.Upstream || w.Ours != d.Ours || d.Fix == "" {
+		if !ok || w.Upstream != d.Upstream || w.Ours != d.Ours || w.Rows != d.Rows || d.Fix == "" {
 			t.Errorf("unexpected %+v", d)
 		}
 	}

@@ -43,6 +43,10 @@ type Config struct {
 	// RateLimit paces attempts to at most this many per second, retries included, spaced
 	// evenly (UPSTREAM_RATE_LIMIT); 0: no limit.
 	RateLimit float64
+	// Logger is required: retries and dropped entries are logged to the logger the call's
+	// context carries (logging.WithLogger, with the run and user fields), or to this one when
+	// it carries none, so that no retry goes unlogged.
+	Logger *zap.Logger
 }
 
 const (
@@ -69,6 +73,9 @@ type Client struct {
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
+	if cfg.Logger == nil {
+		return nil, errors.New("upstream client needs a logger (Config.Logger)")
+	}
 	u, err := ParseBaseURL(cfg.BaseURL)
 	if err != nil {
 		return nil, err
@@ -162,7 +169,7 @@ func (c *Client) ListKeys(ctx context.Context, userID string, from, to *time.Tim
 	setTime(q, "to", to)
 	cl := call{op: "list keys", userID: userID, path: "/api-keys", query: q}
 	list, err := fetch(ctx, c, cl, decodeKeyList)
-	logDrops(ctx, cl, list.Drops)
+	c.logDrops(ctx, cl, list.Drops)
 	return list, err
 }
 
@@ -200,16 +207,16 @@ func (c *Client) ListTasks(ctx context.Context, userID string, tq TaskQuery) (Ta
 		}
 		return ownTasks(p, userID)
 	})
-	logDrops(ctx, cl, page.Drops)
+	c.logDrops(ctx, cl, page.Drops)
 	return page, err
 }
 
 // logDrops warns, once per reply, about the entries the worker could not use.
-func logDrops(ctx context.Context, cl call, d Drops) {
+func (c *Client) logDrops(ctx context.Context, cl call, d Drops) {
 	if d.Total() == 0 {
 		return
 	}
-	logging.FromContext(ctx).Warn("upstream.entries.dropped", zap.String("op", cl.op), zap.Int("entries", d.Total()),
+	logging.FromContext(ctx, c.cfg.Logger).Warn("upstream.entries.dropped", zap.String("op", cl.op), zap.Int("entries", d.Total()),
 		zap.String("why", d.String()))
 }
 
@@ -334,7 +341,7 @@ func (c *Client) get(ctx context.Context, cl call) (response, error) {
 	}
 	notify := func(_ error, wait time.Duration) {
 		c.observeRetry(cl)
-		logging.FromContext(ctx).Warn("upstream.retry",
+		logging.FromContext(ctx, c.cfg.Logger).Warn("upstream.retry",
 			zap.String("op", cl.op),
 			zap.String("path", last.Path),
 			zap.Int("status", last.Status),

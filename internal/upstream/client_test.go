@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/usage-sync/usage-sync/internal/logging"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 )
@@ -53,6 +55,7 @@ func (f fixture) fastConfig() Config {
 		MaxBackoff:     5 * time.Millisecond,
 		MaxElapsed:     5 * time.Second,
 		RequestTimeout: 5 * time.Second,
+		Logger:         zap.NewNop(),
 	}
 }
 
@@ -204,6 +207,27 @@ func TestBadJSONNamesTheProblem(t *testing.T) {
 	}
 	if !strings.Contains(e.Message, "JSON") || !strings.Contains(err.Error(), e.Message) {
 		t.Errorf("message %q does not name the JSON problem (error %q)", e.Message, err)
+	}
+}
+
+// TestRetryLoggedWithoutContextLogger: a call whose context lacks logging.WithLogger still logs
+// its retries, to the client's own logger.
+func TestRetryLoggedWithoutContextLogger(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.sim.SetFault(f.user, simulator.Fault{Status: 503, Path: "/tasks"})
+	var logs bytes.Buffer
+	log, err := logging.New(&logs, "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.fastConfig()
+	cfg.MaxElapsed = 80 * time.Millisecond
+	cfg.Logger = log
+	_, err = f.client(t, cfg).ListTasks(context.Background(), f.user, TaskQuery{})
+	e := asError(t, err)
+	if got := strings.Count(logs.String(), `"event":"upstream.retry"`); e.Attempts < 2 || got != e.Attempts-1 {
+		t.Fatalf("%d upstream.retry lines on the client's logger for %d attempts:\n%s", got, e.Attempts, logs.String())
 	}
 }
 
@@ -516,9 +540,13 @@ func TestNewValidates(t *testing.T) {
 		{name: "no auth", cfg: Config{BaseURL: "https://x/api/v1"}, wantErr: "admin token or a JWT secret"},
 		{name: "negative", cfg: Config{BaseURL: "https://x/api/v1", AdminToken: "t", MaxElapsed: -time.Second}, wantErr: "negative"},
 	}
+	if _, err := New(Config{BaseURL: "https://api.example.com/api/v1", AdminToken: "t"}); err == nil || !strings.Contains(err.Error(), "Config.Logger") {
+		t.Errorf("New without a logger: err = %v, want it refused (a retry would go unlogged)", err)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			tt.cfg.Logger = zap.NewNop()
 			c, err := New(tt.cfg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

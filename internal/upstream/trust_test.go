@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // The token goes to the configured origin only: a redirect, even to the same host on another
@@ -30,6 +32,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 		"admin": {BaseURL: api.URL + "/api/v1", AdminToken: testAdmin, HTTPClient: own},
 		"jwt":   {BaseURL: api.URL + "/api/v1", JWTSecret: testSecret, JWTTTL: time.Minute},
 	} {
+		cfg.Logger = zap.NewNop()
 		c, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)

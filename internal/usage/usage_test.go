@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
@@ -181,7 +183,7 @@ func TestRulesOverTheClient(t *testing.T) {
 	sim.AddTask(user, simulator.Task{ID: "t-done", CreatedAt: day.Add(time.Hour), Emails: 4, Done: 3, Failed: 1,
 		Finished: true, FinishedAt: &fin, Results: map[string]int64{"valid": 2, "invalid": 1, "role_based": 1}, Source: "api_key"})
 	sim.AddTask(user, simulator.Task{ID: "t-run", CreatedAt: day.Add(3 * time.Hour), Emails: 5, Done: 1})
-	c, err := upstream.New(upstream.Config{BaseURL: srv.URL + "/api/v1", AdminToken: "adm-usage-test-token"})
+	c, err := upstream.New(upstream.Config{BaseURL: srv.URL + "/api/v1", AdminToken: "adm-usage-test-token", Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

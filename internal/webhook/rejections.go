@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/usage-sync/usage-sync/internal/clock"
 	"github.com/usage-sync/usage-sync/internal/safetext"
 )
 
@@ -26,7 +27,7 @@ type rejections struct {
 	event string        // the log line's event: webhook.rejected, webhook.duplicate
 	level zapcore.Level // warn for rejections; info for duplicates, which senders' retries make normal
 	every time.Duration
-	now   func() time.Time
+	clock clock.Clock
 
 	mu      sync.Mutex
 	last    time.Time      // when the last line was written
@@ -35,13 +36,13 @@ type rejections struct {
 }
 
 func newRejections(log *zap.Logger, event string, level zapcore.Level) *rejections {
-	return &rejections{log: log, event: event, level: level, every: rejectLogEveryDefault, now: time.Now, pending: map[string]int{}}
+	return &rejections{log: log, event: event, level: level, every: rejectLogEveryDefault, pending: map[string]int{}}
 }
 
 func (r *rejections) note(status int, why, taskID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
+	now := r.clock.Now()
 	if len(r.pending) == 0 && now.Sub(r.last) >= r.every {
 		r.last = now
 		r.log.Log(r.level, r.event, zap.Int("status", status), zap.String("why", why),
@@ -82,7 +83,7 @@ func (r *rejections) flush() {
 	}
 	r.log.Log(r.level, r.event, fields...)
 	r.pending = map[string]int{}
-	r.last = r.now()
+	r.last = r.clock.Now()
 }
 
 // http3 renders a status as its three digits.

@@ -21,7 +21,7 @@ func TestRejectionFloodIsAggregated(t *testing.T) {
 	// A clock that never moves and an interval no run lasts: every rejection falls in the
 	// first interval, whatever the machine's speed, and only the explicit flush ends it.
 	frozen := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	h.rejected.now = func() time.Time { return frozen }
+	h.rejected.clock = func() time.Time { return frozen }
 	h.rejected.every = time.Hour
 	srv := httptest.NewServer(h)
 	defer srv.Close()
