@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/usage-sync/usage-sync/internal/clock"
 )
 
 // admission is what every attempt passes before it is sent (DESIGN.md, "The upstream sees a
@@ -15,15 +17,15 @@ import (
 type admission struct {
 	slots   chan struct{} // nil: no bound on requests in flight
 	limiter *rate.Limiter // nil: no rate limit
-	now     func() time.Time
+	clock   clock.Clock
 }
 
 // rateBurst is the limiter's bucket: one token, so attempts are spaced 1/RateLimit apart rather
 // than let through in bursts that a vendor's own limiter would refuse.
 const rateBurst = 1
 
-func newAdmission(maxInFlight int, ratePerSecond float64, now func() time.Time) (*admission, error) {
-	a := &admission{now: now}
+func newAdmission(maxInFlight int, ratePerSecond float64, clk clock.Clock) (*admission, error) {
+	a := &admission{clock: clk}
 	switch {
 	case maxInFlight < 0:
 		return nil, fmt.Errorf("upstream requests in flight bound %d is negative", maxInFlight)
@@ -55,7 +57,7 @@ func (a *admission) admit(ctx context.Context) (release func(), waited time.Dura
 	if a.limiter == nil {
 		return release, 0, nil
 	}
-	start := a.now()
+	start := a.clock.Now()
 	r := a.limiter.ReserveN(start, 1)
 	delay := r.DelayFrom(start)
 	// The deadline is on the wall clock, the limiter on the client's: compare what is left.
@@ -70,7 +72,7 @@ func (a *admission) admit(ctx context.Context) (release func(), waited time.Dura
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			r.CancelAt(a.now())
+			r.CancelAt(a.clock.Now())
 			release()
 			return func() {}, 0, fmt.Errorf("wait for the upstream rate limit: %w", context.Cause(ctx))
 		}

@@ -155,7 +155,7 @@ func TestRateLimitPacesEveryAttempt(t *testing.T) {
 	cfg.Observer = ob
 	c := f.client(t, cfg)
 	frozen := simNow
-	c.now = func() time.Time { return frozen }
+	c.clock = func() time.Time { return frozen }
 	for range 5 {
 		if _, err := c.ListKeys(context.Background(), f.user, nil, nil); err != nil {
 			t.Fatal(err)
@@ -183,7 +183,7 @@ func TestRateLimitHonoursContext(t *testing.T) {
 	cfg.RateLimit = 0.001 // one token per 1000 s
 	c := f.client(t, cfg)
 	frozen := simNow
-	c.now = func() time.Time { return frozen }
+	c.clock = func() time.Time { return frozen }
 	if _, err := c.ListKeys(context.Background(), f.user, nil, nil); err != nil {
 		t.Fatal(err) // the bucket's one token
 	}

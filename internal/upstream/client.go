@@ -15,6 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
 
+	"github.com/usage-sync/usage-sync/internal/clock"
 	"github.com/usage-sync/usage-sync/internal/logging"
 )
 
@@ -68,7 +69,9 @@ type Client struct {
 	http     *http.Client
 	tokens   tokenSource
 	admit    *admission
-	now      func() time.Time
+	// clock is the host's time source for JWT expiry, Retry-After dates and the rate limiter:
+	// the zero clock.Clock in production, a test's own in tests.
+	clock clock.Clock
 }
 
 // New validates cfg and returns a Client.
@@ -119,20 +122,19 @@ func New(cfg Config) (*Client, error) {
 		basePath: u.EscapedPath(),
 		cfg:      cfg,
 		http:     cfg.HTTPClient,
-		now:      time.Now,
 	}
 	if c.http == nil {
 		c.http = defaultHTTPClient(cfg.MaxInFlight)
 	}
 	c.http = noRedirects(c.http)
-	if c.admit, err = newAdmission(cfg.MaxInFlight, cfg.RateLimit, func() time.Time { return c.now() }); err != nil {
+	if c.admit, err = newAdmission(cfg.MaxInFlight, cfg.RateLimit, c.now); err != nil {
 		return nil, err
 	}
 	switch {
 	case cfg.AdminToken != "":
 		c.tokens = adminToken(cfg.AdminToken)
 	case cfg.JWTSecret != "":
-		c.tokens = newJWTMinter(cfg.JWTSecret, cfg.JWTTTL, func() time.Time { return c.now() })
+		c.tokens = newJWTMinter(cfg.JWTSecret, cfg.JWTTTL, c.now)
 	default:
 		return nil, errors.New("upstream needs an admin token or a JWT secret to authenticate")
 	}
@@ -156,6 +158,10 @@ func defaultHTTPClient(maxInFlight int) *http.Client {
 		ExpectContinueTimeout: time.Second,
 	}}
 }
+
+// now reads the client's clock when called, so a test that sets c.clock after New moves the
+// limiter and the JWT minter too.
+func (c *Client) now() time.Time { return c.clock.Now() }
 
 // CloseIdleConnections closes the kept-alive connections to the upstream, for a run that ends
 // while its process goes on (the daemon's in-process tests find no goroutine left).
