@@ -213,3 +213,44 @@ func TestInFlightCapHoldsUnderRetries(t *testing.T) {
 	t.Logf("peak in flight %d of %d; %d retries", peak, limit, len(e.events("upstream.retry")))
 	e.checkInvariants(true)
 }
+
+// One reader claims its next user while it still reads the one before: the claim's database
+// round trip then overlaps the reads instead of adding to every user's slot. Each user's
+// requests are held in the simulator until another user has been claimed; a reader that claims
+// only after its reads never releases the first user's, and the gate gives up.
+func TestAReaderClaimsItsNextUserWhileReading(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 72, Users: 2, KeysPerUser: 1, TasksPerUser: 1, HistoryDays: 1}})
+	users := e.sim.Users()
+	otherClaimed := map[string]chan struct{}{users[0]: make(chan struct{}), users[1]: make(chan struct{})}
+	var once [2]sync.Once
+	s := e.syncer(func(o *syncer.Options) { o.Concurrency = 1 })
+	s.SetHooks(&syncer.Hooks{AfterClaim: func(claimed string) {
+		for i, u := range users {
+			if u != claimed {
+				once[i].Do(func() { close(otherClaimed[u]) })
+			}
+		}
+	}})
+	var mu sync.Mutex
+	gaveUp := map[string]int{}
+	giveUp := time.After(gateGiveUp)
+	e.sim.OnRequest(func(user, _ string, _ url.Values) {
+		select {
+		case <-otherClaimed[user]:
+		case <-giveUp:
+			mu.Lock()
+			gaveUp[user]++
+			mu.Unlock()
+		}
+	})
+	sum := e.cycle(s, syncer.CycleOptions{All: true})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(gaveUp) > 0 {
+		t.Fatalf("requests of %v were sent before the reader claimed another user: the next claim waited for the reads", gaveUp)
+	}
+	if sum.Synced != 2 || !sum.OK() {
+		t.Fatalf("summary %+v; want both users synced", sum)
+	}
+}
