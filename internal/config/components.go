@@ -40,6 +40,8 @@ func (c Config) Upstream(userAgent string, log *zap.Logger) upstream.Config {
 		MaxElapsed:     c.UpstreamRetryMax,
 		MaxRetryAfter:  c.UpstreamRetryAfter,
 		AllowInsecure:  c.UpstreamAllowInsecure,
+		MaxInFlight:    c.UpstreamInFlight(),
+		RateLimit:      c.UpstreamRateLimit,
 		UserAgent:      userAgent,
 		Logger:         log,
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -51,6 +52,8 @@ type Config struct {
 	UpstreamRetryMax      time.Duration `envconfig:"UPSTREAM_RETRY_MAX_ELAPSED" desc:"retry budget of one upstream call, waits included"`
 	UpstreamRetryAfter    time.Duration `envconfig:"UPSTREAM_RETRY_AFTER_MAX" desc:"longest Retry-After the worker waits within one call; a failed user's next attempt is never moved past FAILURE_BACKOFF_MAX"`
 	UpstreamAllowInsecure bool          `envconfig:"UPSTREAM_ALLOW_INSECURE" desc:"accept an http:// UPSTREAM_BASE_URL to a host other than this machine (the tokens then cross the network in cleartext; logged as a warning)"`
+	UpstreamMaxInFlight   int           `envconfig:"UPSTREAM_MAX_INFLIGHT" desc:"upstream requests in flight at once per process, retries included; empty: 4 x SYNC_CONCURRENCY (a cold user's widest round is about four requests)"`
+	UpstreamRateLimit     float64       `envconfig:"UPSTREAM_RATE_LIMIT" desc:"upstream requests per second per process, retries included, spaced evenly; empty or 0: no limit. A vendor limit of R req/s shared by N replicas: set R/N on each"`
 
 	SyncEnabled        bool          `envconfig:"SYNC_ENABLED" desc:"the daemon schedules cycles only when true; --once runs regardless"`
 	SyncSchedule       string        `envconfig:"SYNC_SCHEDULE" desc:"5-field cron spec or descriptor such as @every 1m, in UTC"`
@@ -114,6 +117,23 @@ func Defaults() Config {
 // probes). A pool opens connections only as they are needed, so the bound costs nothing idle.
 func DBMaxConnsDefault(concurrency int) int { return 2*concurrency + 2 }
 
+// UpstreamMaxInFlightDefault is the bound on upstream requests in flight when
+// UPSTREAM_MAX_INFLIGHT is empty: for each user in flight, room for the widest round of its reads
+// (a cold user's windows, per-purpose totals and first task page, about four requests).
+func UpstreamMaxInFlightDefault(concurrency int) int { return upstreamInFlightPerUser * concurrency }
+
+// upstreamInFlightPerUser is the requests in flight one user's sync is given room for by default.
+const upstreamInFlightPerUser = 4
+
+// UpstreamInFlight is the bound on upstream requests in flight the worker keeps:
+// UPSTREAM_MAX_INFLIGHT, or when it is empty UpstreamMaxInFlightDefault(SYNC_CONCURRENCY).
+func (c Config) UpstreamInFlight() int {
+	if c.UpstreamMaxInFlight > 0 {
+		return c.UpstreamMaxInFlight
+	}
+	return UpstreamMaxInFlightDefault(c.SyncConcurrency)
+}
+
 // PoolSize is the connection pool the worker opens: DB_MAX_CONNS, or when it is empty enough
 // for SYNC_CONCURRENCY.
 func (c Config) PoolSize() int {
@@ -175,7 +195,7 @@ func Load() (Config, error) {
 		// One variable per Process, so that one bad value does not hide the next: Process
 		// stops at the first. The one-field struct carries the field's own tags.
 		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.sf.Name, Type: f.sf.Type, Tag: f.sf.Tag}}))
-		if err := envconfig.Process("", one.Interface()); err != nil {
+		if err := envconfig.Process("", one.Interface()); err != nil || !finite(one.Elem().Field(0)) {
 			problems = append(problems, decodeProblem(f, raw))
 			continue
 		}
@@ -196,6 +216,11 @@ func decodeProblem(f field, raw string) error {
 	return fmt.Errorf("%s %s: %s", f.name, shown, decodeHint(f.sf.Type, text(f.value)))
 }
 
+// finite is false for a float that strconv reads but no setting can mean: NaN and ±Inf.
+func finite(v reflect.Value) bool {
+	return v.Kind() != reflect.Float64 || !(math.IsNaN(v.Float()) || math.IsInf(v.Float(), 0))
+}
+
 func isDuration(t reflect.Type) bool { return t == reflect.TypeFor[time.Duration]() }
 func isTimePtr(t reflect.Type) bool  { return t == reflect.TypeFor[*time.Time]() }
 
@@ -210,6 +235,8 @@ func decodeHint(typ reflect.Type, def string) string {
 		return "is not a boolean: set it to true or false"
 	case typ.Kind() >= reflect.Int && typ.Kind() <= reflect.Int64:
 		return fmt.Sprintf("is not a whole number: set a number such as %s", orText(def, "8"))
+	case typ.Kind() == reflect.Float64:
+		return "is not a number: set a number such as 100 or 2.5, or leave it empty"
 	default:
 		return "cannot be read"
 	}
@@ -326,6 +353,13 @@ func (c Config) validateUpstream(p *problems) {
 	c.positive(p, "UPSTREAM_TIMEOUT", c.UpstreamTimeout, 0)
 	c.positive(p, "UPSTREAM_RETRY_MAX_ELAPSED", c.UpstreamRetryMax, 0)
 	c.positive(p, "UPSTREAM_RETRY_AFTER_MAX", c.UpstreamRetryAfter, 0)
+	if c.UpstreamMaxInFlight < 0 {
+		p.addf("UPSTREAM_MAX_INFLIGHT %d is negative: set the most upstream requests in flight at once (at least 1), or leave it empty for 4 x SYNC_CONCURRENCY (%d)",
+			c.UpstreamMaxInFlight, UpstreamMaxInFlightDefault(c.SyncConcurrency))
+	}
+	if c.UpstreamRateLimit < 0 {
+		p.addf("UPSTREAM_RATE_LIMIT %v is not a rate: set the upstream requests per second this process may make (e.g. 100; the vendor's limit divided by the replicas), or 0 or empty for no limit", c.UpstreamRateLimit)
+	}
 }
 
 func (c Config) validateSync(p *problems) {
@@ -386,6 +420,8 @@ func (c Config) Redacted() map[string]string {
 			s = store.RedactDSN(s)
 		case f.name == "DB_MAX_CONNS":
 			s = strconv.Itoa(c.PoolSize()) // the effective size, also when derived
+		case f.name == "UPSTREAM_MAX_INFLIGHT":
+			s = strconv.Itoa(c.UpstreamInFlight())
 		case f.secret && s != "":
 			s = "(set)"
 		}
@@ -423,6 +459,8 @@ func typeName(v reflect.Value) string {
 		return "True or False"
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		return "Integer"
+	case t.Kind() == reflect.Float64:
+		return "Float"
 	default:
 		return "String"
 	}
@@ -452,6 +490,8 @@ func text(v reflect.Value) string {
 		}
 		return ""
 	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64 && v.Int() == 0:
+		return ""
+	case v.Kind() == reflect.Float64 && v.Float() == 0:
 		return ""
 	default:
 		return fmt.Sprint(v.Interface())

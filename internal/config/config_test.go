@@ -244,6 +244,10 @@ func TestLoadBadValues(t *testing.T) {
 		{"SETTLE_LAG", "2 hours", "is not a duration"},
 		{"CHARGE_FROM", "2026-01-01", "is not an RFC 3339 timestamp"},
 		{"CHARGE_FROM", "2026-01-01 00:00:00Z", "is not an RFC 3339 timestamp"},
+		{"UPSTREAM_RATE_LIMIT", "100/s", "is not a number"},
+		{"UPSTREAM_RATE_LIMIT", "NaN", "is not a number"},
+		{"UPSTREAM_RATE_LIMIT", "+Inf", "is not a number"},
+		{"UPSTREAM_MAX_INFLIGHT", "32.5", "is not a whole number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -371,6 +375,13 @@ func TestValidateProblems(t *testing.T) {
 		{"timeout", with(valid(), "UPSTREAM_TIMEOUT", "-1s"), ModeSync, "UPSTREAM_TIMEOUT -1s is not positive"},
 		{"retry budget", with(valid(), "UPSTREAM_RETRY_MAX_ELAPSED", "0s"), ModeSync, "UPSTREAM_RETRY_MAX_ELAPSED 0s is not positive"},
 		{"retry-after cap", with(valid(), "UPSTREAM_RETRY_AFTER_MAX", "0s"), ModeSync, "UPSTREAM_RETRY_AFTER_MAX 0s is not positive"},
+		{"in flight negative", with(valid(), "UPSTREAM_MAX_INFLIGHT", "-1", "SYNC_CONCURRENCY", "8"), ModeSync,
+			"UPSTREAM_MAX_INFLIGHT -1 is negative: set the most upstream requests in flight at once (at least 1), or leave it empty for 4 x SYNC_CONCURRENCY (32)"},
+		{"in flight below concurrency", with(valid(), "UPSTREAM_MAX_INFLIGHT", "1", "SYNC_CONCURRENCY", "8"), ModeSync, ""},
+		{"rate limit negative", with(valid(), "UPSTREAM_RATE_LIMIT", "-5"), ModeSync,
+			"UPSTREAM_RATE_LIMIT -5 is not a rate: set the upstream requests per second this process may make (e.g. 100; the vendor's limit divided by the replicas), or 0 or empty for no limit"},
+		{"rate limit fraction", with(valid(), "UPSTREAM_RATE_LIMIT", "0.5"), ModeSync, ""},
+		{"rate limit off", with(valid(), "UPSTREAM_RATE_LIMIT", "0"), ModeSync, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -427,6 +438,39 @@ func TestDBMaxConnsFollowsConcurrency(t *testing.T) {
 	}
 	if DBMaxConnsDefault(8) != 18 {
 		t.Fatalf("DBMaxConnsDefault(8) = %d: a write and a renewal per user in flight, one for claims, one spare", DBMaxConnsDefault(8))
+	}
+}
+
+// UPSTREAM_MAX_INFLIGHT left empty (or 0) follows SYNC_CONCURRENCY, 4 requests per user in
+// flight; a value set is used as given; the start-up log shows the effective bound.
+func TestUpstreamInFlightFollowsConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want int
+	}{
+		{"defaults", valid(), 16},
+		{"only concurrency 8", with(valid(), "SYNC_CONCURRENCY", "8"), 32},
+		{"zero means unset", with(valid(), "SYNC_CONCURRENCY", "8", "UPSTREAM_MAX_INFLIGHT", "0"), 32},
+		{"explicit", with(valid(), "SYNC_CONCURRENCY", "8", "UPSTREAM_MAX_INFLIGHT", "5"), 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := load(t, tt.env)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if err := c.Validate(ModeSync); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if got := c.UpstreamInFlight(); got != tt.want {
+				t.Fatalf("UpstreamInFlight = %d, want %d", got, tt.want)
+			}
+			if r := c.Redacted()["UPSTREAM_MAX_INFLIGHT"]; r != strconv.Itoa(tt.want) {
+				t.Fatalf("start-up log shows UPSTREAM_MAX_INFLIGHT %q, want the effective %d", r, tt.want)
+			}
+		})
 	}
 }
 
@@ -657,6 +701,7 @@ func TestComponentOptions(t *testing.T) {
 	c, err := load(t, with(valid(), "DB_MAX_CONNS", "20", "DB_POOL_MODE", "transaction", "MIGRATE_ALLOW_EXPOSED", "true",
 		"SUPABASE_JWT_SECRET", "jwt-s3cret", "UPSTREAM_JWT_TTL", "3m", "UPSTREAM_TIMEOUT", "7s", "UPSTREAM_RETRY_MAX_ELAPSED", "70s",
 		"UPSTREAM_RETRY_AFTER_MAX", "17s", "UPSTREAM_ALLOW_INSECURE", "true",
+		"UPSTREAM_MAX_INFLIGHT", "13", "UPSTREAM_RATE_LIMIT", "2.5e1",
 		"SYNC_CONCURRENCY", "9", "SYNC_LEASE_TTL", "90s", "SYNC_USER_TIMEOUT", "9m", "FAILURE_BACKOFF_BASE", "2m", "FAILURE_BACKOFF_MAX", "2h",
 		"SETTLE_LAG", "3h", "MAX_BACKFILL_DAYS", "9", "TASK_OVERLAP", "11m", "REVISION_WINDOW", "25h", "REVISION_INTERVAL", "0",
 		"TRIGGER_MIN_INTERVAL", "31s", "CHARGE_ENABLED", "true", "CHARGE_FROM", from.Format(time.RFC3339)))
@@ -671,7 +716,7 @@ func TestComponentOptions(t *testing.T) {
 	if got, want := c.Upstream("usage-sync/test", log), (upstream.Config{BaseURL: "https://api.example.com/api/v1",
 		AdminToken: "admin-tok-123", JWTSecret: "jwt-s3cret", JWTTTL: 3 * time.Minute, RequestTimeout: 7 * time.Second,
 		MaxElapsed: 70 * time.Second, MaxRetryAfter: 17 * time.Second, AllowInsecure: true, UserAgent: "usage-sync/test",
-		Logger: log}); !reflect.DeepEqual(got, want) {
+		MaxInFlight: 13, RateLimit: 25, Logger: log}); !reflect.DeepEqual(got, want) {
 		t.Errorf("Upstream:\n got %+v\nwant %+v", got, want)
 	}
 	got := c.Syncer("w-9")

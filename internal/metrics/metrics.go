@@ -41,6 +41,8 @@ type Metrics struct {
 	userSyncs     *prometheus.CounterVec
 	requests      *prometheus.CounterVec
 	retries       *prometheus.CounterVec
+	inFlight      prometheus.Gauge
+	rateWait      prometheus.Histogram
 	ledgerRows    *prometheus.CounterVec
 	charged       prometheus.Counter
 	debited       prometheus.Counter
@@ -89,6 +91,15 @@ func New(db Source, log *zap.Logger) *Metrics {
 			Name: "usage_sync_upstream_retries_total",
 			Help: "Upstream attempts that failed and were retried, by endpoint family.",
 		}, []string{"op"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "usage_sync_upstream_requests_in_flight",
+			Help: "Upstream HTTP attempts in flight now, retries included; at most UPSTREAM_MAX_INFLIGHT.",
+		}),
+		rateWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "usage_sync_upstream_rate_limit_wait_seconds",
+			Help:    "Time each upstream attempt waited for UPSTREAM_RATE_LIMIT before it was sent; no observations when the limit is off.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9), // 1 ms .. ~65 s
+		}),
 		ledgerRows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usage_sync_ledger_rows_total",
 			Help: "credit_ledger rows this process posted, by source (shadow-mode rows under shadow:<source>).",
@@ -126,7 +137,7 @@ func New(db Source, log *zap.Logger) *Metrics {
 		m.ledgerRows.WithLabelValues(s)
 		m.ledgerRows.WithLabelValues(store.ShadowPrefix + s)
 	}
-	m.reg.MustRegister(m.cycles, m.cycleDuration, m.userSyncs, m.requests, m.retries, m.ledgerRows,
+	m.reg.MustRegister(m.cycles, m.cycleDuration, m.userSyncs, m.requests, m.retries, m.inFlight, m.rateWait, m.ledgerRows,
 		m.charged, m.debited, m.shortfall, m.lastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
@@ -189,3 +200,9 @@ func (m *Metrics) Request(op, code string) { m.requests.WithLabelValues(op, code
 
 // Retry implements upstream.Observer.
 func (m *Metrics) Retry(op string) { m.retries.WithLabelValues(op).Inc() }
+
+// InFlight implements upstream.Observer.
+func (m *Metrics) InFlight(delta int) { m.inFlight.Add(float64(delta)) }
+
+// RateLimitWait implements upstream.Observer.
+func (m *Metrics) RateLimitWait(d time.Duration) { m.rateWait.Observe(d.Seconds()) }

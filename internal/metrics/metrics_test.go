@@ -118,7 +118,8 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 	m := metrics.New(st, nil)
 	client := func() *upstream.Client {
 		c, err := upstream.New(upstream.Config{BaseURL: srv.URL + "/api/v1", AdminToken: "adm-secret", RequestTimeout: 5 * time.Second,
-			MaxElapsed: 2 * time.Second, MaxRetryAfter: time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: m, Logger: zap.NewNop()})
+			MaxElapsed: 2 * time.Second, MaxRetryAfter: time.Second, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Observer: m,
+			MaxInFlight: 3, RateLimit: 1e6, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,6 +184,13 @@ func TestMetricsAfterRealCycles(t *testing.T) {
 	failed := s.sum("usage_sync_upstream_requests_total", "code", "429") + s.sum("usage_sync_upstream_requests_total", "code", "500")
 	if r := s.sum("usage_sync_upstream_retries_total"); r < 4 || r > failed {
 		t.Errorf("retries %v, failed attempts %v", r, failed)
+	}
+	// Every attempt waited for the limiter (briefly: a million a second), and none is in flight.
+	if w, a := s.sum("usage_sync_upstream_rate_limit_wait_seconds"), s.sum("usage_sync_upstream_requests_total"); w != a || a == 0 {
+		t.Errorf("%v limiter waits observed for %v attempts", w, a)
+	}
+	if n := s.sum("usage_sync_upstream_requests_in_flight"); n != 0 {
+		t.Errorf("%v requests in flight after the cycles", n)
 	}
 
 	// The ledger, source by source, and the credit totals without the shadow rows.
@@ -306,6 +314,8 @@ func TestSeriesAtZeroFromStart(t *testing.T) {
 			has("usage_sync_upstream_requests_total", "op", op, "code", code)
 		}
 	}
+	has("usage_sync_upstream_requests_in_flight")
+	has("usage_sync_upstream_rate_limit_wait_seconds")
 	for _, src := range store.LedgerSources() {
 		has("usage_sync_ledger_rows_total", "source", src)
 		has("usage_sync_ledger_rows_total", "source", store.ShadowPrefix+src)

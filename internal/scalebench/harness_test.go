@@ -18,11 +18,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/usage-sync/usage-sync/internal/config"
 	"github.com/usage-sync/usage-sync/internal/pgtest"
 	"github.com/usage-sync/usage-sync/internal/simulator"
 	"github.com/usage-sync/usage-sync/internal/syncer"
@@ -90,20 +92,27 @@ type world struct {
 	users   []string
 	latency time.Duration
 	count   *counter
+	sim     *simulator.Sim // records each request's interval and the peak in flight
 }
 
 // counter counts the simulator's authenticated requests, per user, and the listings of a
 // user's tasks from their first page, which a sync makes once: more means synced twice.
 type counter struct {
-	mu         sync.Mutex
-	total      int
-	perUser    map[string]int
-	firstPages map[string]int
+	mu          sync.Mutex
+	total       int
+	perUser     map[string]int
+	firstPages  map[string]int
+	first, last time.Time // the first and the last request's arrival
 }
 
 func (c *counter) hook(userID, path string, q url.Values) {
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.total == 0 {
+		c.first = now
+	}
+	c.last = now
 	c.total++
 	c.perUser[userID]++
 	if strings.HasSuffix(path, "/tasks") && (q.Get("offset") == "" || q.Get("offset") == "0") {
@@ -115,6 +124,7 @@ func (c *counter) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.total = 0
+	c.first, c.last = time.Time{}, time.Time{}
 	c.perUser = make(map[string]int)
 	c.firstPages = make(map[string]int)
 }
@@ -142,7 +152,7 @@ func newWorld(tb testing.TB, sim *simulator.Sim, handler http.Handler, latency t
 	if handler == nil {
 		handler = sim.Handler()
 	}
-	w := &world{tb: tb, users: sim.Users(), latency: latency, count: &counter{}}
+	w := &world{tb: tb, users: sim.Users(), latency: latency, count: &counter{}, sim: sim}
 	w.count.reset()
 	sim.OnRequest(w.count.hook)
 	srv := httptest.NewServer(handler)
@@ -195,7 +205,11 @@ type run struct {
 	users       int
 	procs       int
 	concurrency int // SYNC_CONCURRENCY of each process
+	inFlightCap int // UPSTREAM_MAX_INFLIGHT of each process, as the child resolves it
 	latency     time.Duration
+	peak        int     // the most requests in flight at once, as the simulator counted them
+	rounds      int     // Σ over users of the rounds their requests took (simulator.Rounds)
+	rate        float64 // requests per second from the first request's arrival to the last's
 	wall        time.Duration
 	requests    int
 	maxPerUser  int
@@ -208,11 +222,16 @@ type run struct {
 	walTop      []string         // its largest kinds of record
 	rss         int64            // peak RSS of the largest child, bytes
 	cpu         time.Duration    // user + system CPU of the children
-	exits       []int
-	synced      int // Σ "N synced" of the children's summary lines; -1 when none parsed
-	skipped     int
-	summaries   []string
-	note        string
+	// harnessCPU is this process's CPU over the run: the simulator serving the child, mostly.
+	harnessCPU time.Duration
+	// machineBusy and machineTotal are the machine's CPU time busy and in all over the run, every
+	// core and every process (PostgreSQL's and anyone else's included), from /proc/stat.
+	machineBusy, machineTotal time.Duration
+	exits                     []int
+	synced                    int // Σ "N synced" of the children's summary lines; -1 when none parsed
+	skipped                   int
+	summaries                 []string
+	note                      string
 }
 
 func (r run) totalWrites() int64 {
@@ -223,7 +242,8 @@ func (r run) totalWrites() int64 {
 	return n
 }
 
-// bound is the latency bound: requests × latency ÷ (concurrency × processes).
+// bound is the serial latency bound, the time of a run whose every request waits for the one
+// before it: requests × latency ÷ (concurrency × processes).
 func (r run) bound() time.Duration {
 	if r.latency == 0 || r.concurrency == 0 {
 		return 0
@@ -231,12 +251,38 @@ func (r run) bound() time.Duration {
 	return time.Duration(float64(r.requests) * float64(r.latency) / float64(r.concurrency*r.procs))
 }
 
-func (r run) ratio() float64 {
-	b := r.bound()
+// criticalBound is the critical-path bound, the time of a run whose users each take only their
+// rounds of requests (those that wait for an earlier answer): rounds × latency ÷ (concurrency ×
+// processes), Σ rounds over users.
+func (r run) criticalBound() time.Duration {
+	if r.latency == 0 || r.concurrency == 0 {
+		return 0
+	}
+	return time.Duration(float64(r.rounds) * float64(r.latency) / float64(r.concurrency*r.procs))
+}
+
+func (r run) ratio() float64 { return ratioTo(r.wall, r.bound()) }
+
+func (r run) criticalRatio() float64 { return ratioTo(r.wall, r.criticalBound()) }
+
+func ratioTo(wall, b time.Duration) float64 {
 	if b == 0 {
 		return math.NaN()
 	}
-	return float64(r.wall) / float64(b)
+	return float64(wall) / float64(b)
+}
+
+// rounds adds up, user by user, the rounds the user's requests took.
+func rounds(log []simulator.Request) int {
+	byUser := map[string][]simulator.Request{}
+	for _, r := range log {
+		byUser[r.UserID] = append(byUser[r.UserID], r)
+	}
+	n := 0
+	for _, reqs := range byUser {
+		n += simulator.Rounds(reqs)
+	}
+	return n
 }
 
 func (r run) perUser(n float64) float64 {
@@ -297,7 +343,7 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 	w.tb.Helper()
 	childEnv := w.childEnv(env)
 	// The children decode their environment themselves (config.Load); the report only needs
-	// their concurrency.
+	// their concurrency and their bound on requests in flight.
 	concurrency := syncer.ConcurrencyDefault
 	if v := w.lookup(childEnv, "SYNC_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -306,12 +352,22 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		}
 		concurrency = n
 	}
-	r := run{name: name, users: len(w.users), procs: procs, concurrency: concurrency, latency: w.latency, synced: -1}
+	inFlightCap := config.UpstreamMaxInFlightDefault(concurrency)
+	if v := w.lookup(childEnv, "UPSTREAM_MAX_INFLIGHT"); v != "" && v != "0" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			w.tb.Fatalf("%s: UPSTREAM_MAX_INFLIGHT %q is not a number: %v", name, v, err)
+		}
+		inFlightCap = n
+	}
+	r := run{name: name, users: len(w.users), procs: procs, concurrency: concurrency, inFlightCap: inFlightCap,
+		latency: w.latency, synced: -1}
 	bin := binary(w.tb)
 	before := w.stats()
 	probe := w.startWAL()
 	defer probe.close()
 	w.count.reset()
+	w.sim.ResetRequests()
 
 	dir := w.tb.TempDir()
 	cmds := make([]*exec.Cmd, procs)
@@ -328,6 +384,7 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		cmd.Stdout, cmd.Stderr = io.Discard, f
 		cmds[i] = cmd
 	}
+	harnessBefore, machineBefore := selfCPU(), machineCPU()
 	start := time.Now()
 	peaks := make([]*peakRSS, len(cmds))
 	for i, cmd := range cmds {
@@ -345,6 +402,9 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		}
 	}
 	r.wall = time.Since(start)
+	r.harnessCPU = selfCPU() - harnessBefore
+	mb := machineCPU()
+	r.machineBusy, r.machineTotal = mb.busy-machineBefore.busy, mb.total-machineBefore.total
 
 	for i, cmd := range cmds {
 		st := cmd.ProcessState
@@ -360,6 +420,13 @@ func (w *world) onceRaw(name string, procs int, env map[string]string) run {
 		}
 	}
 	r.requests, r.maxPerUser, r.twice = w.count.snapshot()
+	_, r.peak = w.sim.InFlight()
+	r.rounds = rounds(w.sim.RequestLog())
+	w.count.mu.Lock()
+	if span := w.count.last.Sub(w.count.first); r.requests > 1 && span > 0 {
+		r.rate = float64(r.requests-1) / span.Seconds()
+	}
+	w.count.mu.Unlock()
 	after := w.stats(probe.pid)
 	var use walUse
 	use, r.walNote = probe.finish()
@@ -410,14 +477,21 @@ func lastLines(tb testing.TB, path string, n int) string {
 }
 
 // tableHeader is the table every scenario prints a row of; make bench-scale collects the rows.
-const tableHeader = `| scenario | users | procs | wall | latency bound | ratio | requests/user | max/user | row writes/user | WAL/user | worker CPU/user | peak RSS | exit | synced | note |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`
+// The serial bound is requests × latency ÷ concurrency (every request waiting for the one before
+// it), the critical-path bound rounds × latency ÷ concurrency (only the requests that need an
+// earlier answer waiting for it); the ratios are the wall time to each.
+const tableHeader = `| scenario | users | procs | wall | serial bound | ratio | critical-path bound | ratio | requests/user | rounds/user | max/user | peak in flight (cap) | row writes/user | WAL/user | worker CPU/user | peak RSS | exit | synced | note |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`
 
 func (r run) row() string {
-	bound, ratio := "—", "—"
+	bound, ratio, crit, critRatio := "—", "—", "—", "—"
 	if b := r.bound(); b > 0 {
 		bound = short(b)
 		ratio = fmt.Sprintf("%.2f", r.ratio())
+	}
+	if b := r.criticalBound(); b > 0 {
+		crit = short(b)
+		critRatio = fmt.Sprintf("%.2f", r.criticalRatio())
 	}
 	note := r.note
 	if r.twice > 0 {
@@ -427,9 +501,10 @@ func (r run) row() string {
 	for i, c := range r.exits {
 		exits[i] = strconv.Itoa(c)
 	}
-	return fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %.1f | %d | %.1f | %s | %s | %d MiB | %s | %d | %s |",
-		r.name, r.users, r.procs, short(r.wall), bound, ratio,
-		r.perUser(float64(r.requests)), r.maxPerUser, r.perUser(float64(r.totalWrites())),
+	return fmt.Sprintf("| %s | %d | %d | %s | %s | %s | %s | %s | %.1f | %.1f | %d | %d (%d) | %.1f | %s | %s | %d MiB | %s | %d | %s |",
+		r.name, r.users, r.procs, short(r.wall), bound, ratio, crit, critRatio,
+		r.perUser(float64(r.requests)), r.perUser(float64(r.rounds)), r.maxPerUser, r.peak, r.inFlightCap*r.procs,
+		r.perUser(float64(r.totalWrites())),
 		kib(r.perUser(float64(r.wal))), short(time.Duration(r.perUser(float64(r.cpu)))), r.rss>>20, strings.Join(exits, ","), r.synced, note)
 }
 
@@ -456,7 +531,14 @@ func (r run) detail() string {
 	if r.skipped > 0 {
 		fmt.Fprintf(&b, "; %d skipped as leased by another worker", r.skipped)
 	}
-	fmt.Fprintf(&b, "; %d requests; worker CPU %s (%s per user)", r.requests, short(r.cpu), short(time.Duration(r.perUser(float64(r.cpu)))))
+	fmt.Fprintf(&b, "; %d requests (%.1f/s from the first to the last), %d at most in flight; worker CPU %s (%s per user)",
+		r.requests, r.rate, r.peak, short(r.cpu), short(time.Duration(r.perUser(float64(r.cpu)))))
+	if r.machineTotal > 0 {
+		rest := r.machineBusy - r.cpu - r.harnessCPU
+		fmt.Fprintf(&b, "; simulator and harness CPU %s (%s per user); the machine %.0f%% busy, the rest (PostgreSQL, everyone else) %s (%s per user)",
+			short(r.harnessCPU), short(time.Duration(r.perUser(float64(r.harnessCPU)))), 100*float64(r.machineBusy)/float64(r.machineTotal),
+			short(rest), short(time.Duration(r.perUser(float64(rest)))))
+	}
 	if r.exitCode() != 0 || r.synced < 0 {
 		for i, s := range r.summaries {
 			fmt.Fprintf(&b, "\n  child %d (exit %d) ended with:\n%s", i, r.exits[i], s)
@@ -621,4 +703,40 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// selfCPU is this process's user + system CPU so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuTimes is the machine's CPU time so far, all cores: busy (everything but idle and iowait)
+// and in all.
+type cpuTimes struct{ busy, total time.Duration }
+
+// machineCPU reads /proc/stat's cpu line (clock ticks of 1/100 s); zero when it cannot.
+func machineCPU() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 6 || fields[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var t cpuTimes
+	for i, f := range fields[1:min(len(fields), 9)] { // user … steal; guest is counted in user
+		n, _ := strconv.ParseInt(f, 10, 64)
+		d := time.Duration(n) * 10 * time.Millisecond
+		t.total += d
+		if i != 3 && i != 4 { // idle, iowait
+			t.busy += d
+		}
+	}
+	return t
 }

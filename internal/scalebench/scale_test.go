@@ -67,7 +67,10 @@ func report(b *testing.B, runs map[string]run, order ...string) {
 		b.ReportMetric(r.wall.Seconds(), phase+"-wall-s")
 		if r.bound() > 0 {
 			b.ReportMetric(r.ratio(), phase+"-x-bound")
+			b.ReportMetric(r.criticalRatio(), phase+"-x-critical")
 		}
+		b.ReportMetric(float64(r.peak), phase+"-peak-inflight")
+		b.ReportMetric(r.perUser(float64(r.rounds)), phase+"-rounds/user")
 		b.ReportMetric(r.perUser(float64(r.requests)), phase+"-req/user")
 		b.ReportMetric(r.perUser(float64(r.totalWrites())), phase+"-writes/user")
 		b.ReportMetric(r.perUser(float64(r.wal)), phase+"-WAL-B/user")
@@ -81,7 +84,7 @@ func report(b *testing.B, runs map[string]run, order ...string) {
 // keys used over the last three days and tasks spread over them (two still running).
 func usersWithKeysAndTasks(seed int64, users, tasks int, latency time.Duration) *simulator.Sim {
 	return simulator.New(simulator.Config{Seed: seed, Users: users, KeysPerUser: 3, TasksPerUser: tasks,
-		HistoryDays: 3, AdminToken: adminToken, Latency: latency})
+		HistoryDays: 3, AdminToken: adminToken, Latency: latency, RecordRequests: true})
 }
 
 // a. Two users with 100,000 tasks each, all finished within REVISION_WINDOW, instant upstream,
@@ -90,7 +93,8 @@ func BenchmarkScaleHeavyTasks(b *testing.B) {
 	n := scaled(100_000, scale(b))
 	for range b.N {
 		b.StopTimer()
-		sim := simulator.New(simulator.Config{Seed: 61, Users: 2, KeysPerUser: 3, TasksPerUser: -1, HistoryDays: 3, AdminToken: adminToken})
+		sim := simulator.New(simulator.Config{Seed: 61, Users: 2, KeysPerUser: 3, TasksPerUser: -1, HistoryDays: 3, AdminToken: adminToken,
+			RecordRequests: true})
 		series := simulator.NewSeries(sim)
 		newest := time.Now().UTC().Add(-2 * time.Minute)
 		for _, u := range sim.Users() {
@@ -154,6 +158,25 @@ func BenchmarkScaleTenThousand(b *testing.B) {
 	}
 }
 
+// e. Paced: b's population at 300 users, cold, with UPSTREAM_RATE_LIMIT=100: the request rate
+// the upstream sees, from the first request to the last, stays at the limit.
+func BenchmarkScaleRateLimited(b *testing.B) {
+	users := scaled(300, scale(b))
+	const limit = 100
+	for range b.N {
+		b.StopTimer()
+		sim := usersWithKeysAndTasks(66, users, 20, scenarioLatencyDefault)
+		w := newWorld(b, sim, nil, scenarioLatencyDefault)
+		env := map[string]string{"SYNC_CONCURRENCY": "8", "UPSTREAM_RATE_LIMIT": strconv.Itoa(limit)}
+		b.StartTimer()
+		name := fmt.Sprintf("e. %s users, 20 ms, concurrency 8, UPSTREAM_RATE_LIMIT=%d", count(users), limit)
+		cold := w.once(name+": cold", 1, env)
+		cold.note = strings.TrimPrefix(cold.note+fmt.Sprintf("; %.1f req/s measured", cold.rate), "; ")
+		report(b, map[string]run{"cold": cold}, "cold")
+		b.ReportMetric(cold.rate, "cold-req/s")
+	}
+}
+
 // The harness measures what it says, at a tiny size: requests are counted, rows written are
 // seen in pg_stat_user_tables after the child's sessions end, the child's RSS and exit code are
 // captured, and the configuration error of a bad environment shows as exit 2.
@@ -176,6 +199,15 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	if r.wal <= 0 || r.rss < 1<<20 || r.wall <= 0 || r.bound() <= 0 || r.cpu <= 0 {
 		t.Fatalf("WAL %d B, RSS %d B, wall %v, bound %v, CPU %v: not measured", r.wal, r.rss, r.wall, r.bound(), r.cpu)
+	}
+	// A cold user takes at least three rounds (the guard's order: listing, windows, listing) and
+	// at most its requests (more than three when, at 1 ms, one window ends before another starts);
+	// the simulator saw requests in flight, never more than the child's bound.
+	if r.rounds < 3*len(w.users) || r.rounds > r.requests || r.criticalBound() <= 0 || r.criticalBound() > r.bound() {
+		t.Fatalf("%d rounds for %d cold users and %d requests (critical-path bound %v, serial %v)", r.rounds, len(w.users), r.requests, r.criticalBound(), r.bound())
+	}
+	if r.peak < 1 || r.peak > r.inFlightCap || r.rate <= 0 {
+		t.Fatalf("peak in flight %d (cap %d), rate %.1f/s: not measured", r.peak, r.inFlightCap, r.rate)
 	}
 	if !strings.HasPrefix(r.row(), "| smoke | 3 | 1 |") {
 		t.Fatalf("row %q", r.row())

@@ -74,8 +74,13 @@ func (s *Sim) serve(fn endpoint) http.Handler {
 		ctx := r.Context()
 		seq := s.record(r.URL.Path)
 		userID, rep, ok := s.authenticate(r)
+		status := 0
+		// In flight from here to the answer (or the client going away), refused ones included.
+		i := s.begin(userID, r.URL.Path, r.URL.Query())
+		defer func() { s.end(i, status) }()
+		answer := func(rep reply, truncate bool) { status = write(w, rep, truncate) }
 		if !ok {
-			write(w, rep, false)
+			answer(rep, false)
 			return
 		}
 
@@ -90,7 +95,7 @@ func (s *Sim) serve(fn endpoint) http.Handler {
 		}
 
 		if rep, ok := s.throttle(seq); ok {
-			write(w, rep, false)
+			answer(rep, false)
 			return
 		}
 		f := s.takeFault(userID, r.URL.Path)
@@ -98,7 +103,7 @@ func (s *Sim) serve(fn endpoint) http.Handler {
 			return
 		}
 		if f.Status != 0 && !f.BadJSON {
-			write(w, faultReply(f), false)
+			answer(faultReply(f), false)
 			return
 		}
 
@@ -109,7 +114,7 @@ func (s *Sim) serve(fn endpoint) http.Handler {
 			rep = errReply(http.StatusNotFound, "user not found")
 		}
 		s.mu.Unlock()
-		write(w, rep, f.BadJSON)
+		answer(rep, f.BadJSON)
 	})
 }
 
@@ -128,7 +133,8 @@ func wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func write(w http.ResponseWriter, rep reply, truncate bool) {
+// write sends rep and returns the status it was sent with.
+func write(w http.ResponseWriter, rep reply, truncate bool) int {
 	body, err := json.Marshal(rep.body)
 	if err != nil {
 		// Only the simulator's own types are marshalled: this is a bug, not a request problem.
@@ -147,6 +153,7 @@ func write(w http.ResponseWriter, rep reply, truncate bool) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+	return status
 }
 
 // authenticate resolves the user a request acts for, or the error reply refusing it.

@@ -37,6 +37,10 @@ type Config struct {
 	ErrorRate      float64       // fraction of requests answered 500, drawn from a Seed-seeded source
 	RateLimitEvery int           // every Nth request (counting all requests) gets 429
 	RetryAfter     time.Duration // Retry-After of those 429s, default 1s, sent in whole seconds
+
+	// RecordRequests keeps every authenticated request's interval for Requests; the count of
+	// requests in flight (InFlight) is kept regardless.
+	RecordRequests bool
 }
 
 const (
@@ -61,6 +65,7 @@ type Sim struct {
 	errRand   *rand.Rand
 	onRequest func(userID, path string, query url.Values)
 	added     int // names keys and tasks added without an ID
+	flight    flight
 }
 
 type user struct {

@@ -241,35 +241,68 @@ func (s *Syncer) startWriters(ctx context.Context, n int, t *tally) (chan<- *hel
 
 // claimLoop is one reader: it claims the next due user, holds and reads it (held.go) and hands it
 // to a writer, until no user is left, shutdown starts, or a claim fails. A single-user run
-// claims once.
+// claims once. Each claim goes out while the user before it is still being read: a claim is a
+// database round trip every slot would otherwise spend before its user's first request, where
+// reads in rounds cannot hide it (docs/engineering.md, "Cycles and scale"). So a reader holds at
+// most two leases: the one it reads and the next.
 func (s *Syncer) claimLoop(ctx context.Context, log *zap.Logger, req store.ClaimRequest, single bool, jobs chan<- *held, t *tally) {
-	for ctx.Err() == nil {
-		// The claim runs to completion even if shutdown starts meanwhile: a claim cut short can
-		// commit in the database unseen by the worker, leaving a lease nobody releases until it
-		// expires. A completed claim is released at once if cancelled.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
-		lease, err := s.st.Claim(cctx, req)
-		cancel()
-		if err != nil {
+	if ctx.Err() != nil {
+		return
+	}
+	next := s.claim(ctx, log, req)
+	for next != nil {
+		c := <-next
+		if c.err != nil {
 			if ctx.Err() == nil {
-				t.claimFailed(err)
+				t.claimFailed(c.err)
 			}
 			return
 		}
-		if lease == nil {
+		if c.held == nil {
 			return
 		}
-		h := s.hold(log, req.RunID, lease)
+		next = nil
+		if !single && ctx.Err() == nil {
+			next = s.claim(ctx, log, req)
+		}
+		// A lease claimed as shutdown began is given back here at once: its reads fail on
+		// the cancelled context and endEarly releases it.
+		h := c.held
 		if err := h.read(ctx); err != nil {
 			oc, err := h.endEarly(ctx, err)
-			t.record(lease.UserID, oc, err)
+			t.record(h.lease.UserID, oc, err)
 		} else {
 			jobs <- h
 		}
-		if single {
+	}
+}
+
+// claimed is what one claim brought: a held user, nothing left to claim (both nil), or an error.
+type claimed struct {
+	held *held
+	err  error
+}
+
+// claim claims the next due user on its own goroutine and holds it. The claim runs to completion
+// even if shutdown starts meanwhile: a claim cut short can commit in the database unseen by the
+// worker, leaving a lease nobody releases until it expires.
+func (s *Syncer) claim(ctx context.Context, log *zap.Logger, req store.ClaimRequest) <-chan claimed {
+	out := make(chan claimed, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		lease, err := s.st.Claim(cctx, req)
+		cancel()
+		if err != nil || lease == nil {
+			out <- claimed{err: err}
 			return
 		}
-	}
+		h := s.hold(ctx, log, req.RunID, lease)
+		if hk := s.hooks; hk != nil && hk.AfterClaim != nil {
+			hk.AfterClaim(lease.UserID)
+		}
+		out <- claimed{held: h}
+	}()
+	return out
 }
 
 // endCycle counts the users left to other workers or paused and logs the cycle's summary.

@@ -17,8 +17,8 @@ import (
 // One user's sync, from its claim to its end, is one held lease (claimLoop and startWriters in
 // cycle.go drive it):
 //
-//	h := s.hold(log, runID, lease)     // a reader, just after the claim
-//	err := h.read(ctx)                 // renews the lease from here on; reads the upstream
+//	h := s.hold(ctx, log, runID, lease) // just after the claim: renews the lease from here on
+//	err := h.read(ctx)                 // a reader: reads the upstream
 //	if err != nil {
 //		h.endEarly(ctx, err)           // given back, lost or failed: the sync ends on the reader
 //	} else {
@@ -35,27 +35,36 @@ type held struct {
 	runID   string
 	lease   *store.Lease
 	log     *zap.Logger
-	started time.Time
+	started time.Time // when its reads began
 	renewal *renewal
-	plan    *store.Plan // read's, for apply
-	res     userResult
+	// gone is cancelled when a renewal finds the lease lost; it cancels the reads.
+	gone context.Context
+	plan *store.Plan // read's, for apply
+	res  userResult
 }
 
-// hold takes charge of a user the run has just claimed.
-func (s *Syncer) hold(runLog *zap.Logger, runID string, lease *store.Lease) *held {
-	return &held{s: s, runID: runID, lease: lease, log: runLog.With(zap.String("user_id", lease.UserID)), started: time.Now()}
+// hold takes charge of a user the run has just claimed and starts renewing its lease, which goes
+// on until the sync ends: a reader may claim its next user while it still reads the current one
+// (claimLoop), so a lease can wait a while before its reads begin.
+func (s *Syncer) hold(ctx context.Context, runLog *zap.Logger, runID string, lease *store.Lease) *held {
+	h := &held{s: s, runID: runID, lease: lease, log: runLog.With(zap.String("user_id", lease.UserID))}
+	// Renewal outlives the reads (and shutdown): it stops when the sync ends, on whichever
+	// goroutine; a renewal that finds the lease lost cancels the reads through gone.
+	gone, onLost := context.WithCancel(context.WithoutCancel(ctx))
+	h.gone = gone
+	h.renewal = s.keepLease(ctx, h.log, lease, onLost)
+	return h
 }
 
-// read starts renewing the lease, which goes on until the sync ends, and reads the user within
-// SYNC_USER_TIMEOUT. nil: the plan is ready for a writer (apply); otherwise the sync ends on the
-// reader (endEarly). A lease lost meanwhile is ErrLeaseLost whatever the reads returned.
+// read reads the user within SYNC_USER_TIMEOUT. nil: the plan is ready for a writer (apply);
+// otherwise the sync ends on the reader (endEarly). A lease lost meanwhile, or before the reads
+// began, is ErrLeaseLost whatever the reads returned.
 func (h *held) read(ctx context.Context) error {
+	h.started = time.Now()
 	ctx = logging.WithLogger(ctx, h.log)
 	readCtx, cancel := context.WithTimeoutCause(ctx, h.s.opts.UserTimeout, errUserTimeout)
 	defer cancel()
-	// Renewal outlives the reads (and shutdown): it stops when the sync ends, on whichever
-	// goroutine; a renewal that finds the lease lost cancels the reads.
-	h.renewal = h.s.keepLease(ctx, h.log, h.lease, cancel)
+	defer context.AfterFunc(h.gone, cancel)()
 	plan, res, err := h.s.readUser(readCtx, h.log, h.runID, h.lease)
 	switch {
 	case h.renewal.lost():

@@ -14,6 +14,8 @@ type Hooks struct {
 	// AfterFinish runs once a user's final transaction has ended (whatever its outcome) and its
 	// lease is no longer renewed: the writer is done with the user.
 	AfterFinish func(userID string)
+	// AfterClaim runs once a reader has claimed a user and holds its lease, before its reads.
+	AfterClaim func(userID string)
 	// AfterRenew runs after each successful renewal of a user's lease.
 	AfterRenew func(userID string)
 }

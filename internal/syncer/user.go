@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/usage-sync/usage-sync/internal/store"
 	"github.com/usage-sync/usage-sync/internal/upstream"
@@ -86,22 +87,59 @@ func (p pass) firstDay() time.Time {
 // task pages are applied in chunks as they arrive (each chunk its own short transaction), and
 // what is left — keys, usage, key charges, the last tasks and sync_state — is returned as the
 // plan of the user's final transaction, which the caller applies (or hands to a writer).
+//
+// The reads go out in rounds (DESIGN.md, "A user's independent reads run at once"; docs/engineering.md, "Cycles and scale"):
+// the lifetime listing at once, the task pass as soon as the stored state gives its watermark,
+// the windows once the lifetime listing has said whether they are needed, and the guard's second
+// lifetime listing once every window has ended.
 func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease) (*store.Plan, userResult, error) {
 	var res userResult
 	p := s.newPass(lease)
-	state, before, err := s.loadAndList(ctx, lease, p.firstDay())
-	if err != nil {
+	// The task pass counts into a result of its own: it runs alongside the usage reads, which
+	// write res; the two are merged once both have ended.
+	var taskRes userResult
+	ch := &chunker{s: s, log: log, lease: lease, pass: p, res: &taskRes, blocked: map[string]string{}}
+	var (
+		state userState
+		u     usageRead
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	stateLoaded := make(chan struct{})
+	g.Go(func() error {
+		st, err := s.st.LoadUser(gctx, lease, p.firstDay(), s.opts.RevisionInterval)
+		if err != nil {
+			return err
+		}
+		state = userState{st}
+		close(stateLoaded)
+		// The task pass needs only the stored watermark: it goes out now, alongside the
+		// lifetime listing (and for a cold user, alongside the windows that follow it).
+		g.Go(func() error {
+			var err error
+			taskRes.tasksSeen, taskRes.pages, err = s.readTasks(gctx, log, lease.UserID, p.now, state.watermark(), ch.emit)
+			return err
+		})
+		return nil
+	})
+	g.Go(func() error {
+		before, err := s.up.ListKeys(gctx, lease.UserID, nil, nil)
+		if err != nil {
+			return fmt.Errorf("lifetime key listing: %w", err)
+		}
+		select {
+		case <-stateLoaded:
+		case <-gctx.Done():
+			return nil // the state's load failed and said why
+		}
+		u, err = s.readUsage(gctx, lease, &p, state, before, &res)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, res, err
 	}
-	u, err := s.readUsage(ctx, lease, &p, state, before, &res)
-	if err != nil {
-		return nil, res, err
-	}
-	ch := &chunker{s: s, log: log, lease: lease, pass: p, res: &res, blocked: map[string]string{}}
-	res.tasksSeen, res.pages, err = s.readTasks(ctx, log, lease.UserID, p.now, state.watermark(), ch.emit)
-	if err != nil {
-		return nil, res, err
-	}
+	res.tasksSeen, res.pages, res.chunks = taskRes.tasksSeen, taskRes.pages, taskRes.chunks
+	res.chunkTasksWritten, res.chunkAmount, res.chunkDebited = taskRes.chunkTasksWritten, taskRes.chunkAmount, taskRes.chunkDebited
+	res.chunkCharges = taskRes.chunkCharges
 	plan := buildPlan(planInput{
 		userID: lease.UserID, runID: runID, now: p.now, chargeFrom: p.chargeFrom, settleLag: s.opts.SettleLag,
 		settled: p.settled, windows: u.windows, lifetime: u.lifetime, tasks: ch.pending,
@@ -172,20 +210,16 @@ func (s *Syncer) readUsage(ctx context.Context, lease *store.Lease, p *pass, sta
 		p.days = settleDue(p.days, p.now, s.opts.SettleLag)
 	}
 	res.days = len(p.days)
-	u.windows = make([]window, 0, len(p.days))
-	for _, d := range p.days {
-		w, err := s.readWindow(ctx, lease.UserID, d, p.chargeFrom, !p.now.Before(d.Add(day+s.opts.SettleLag)))
-		if err != nil {
-			return u, err
-		}
-		u.windows = append(u.windows, w)
+	var err error
+	if u.windows, err = s.readWindows(ctx, lease.UserID, p); err != nil {
+		return u, err
 	}
 	if !res.quiet {
 		// Read again after the windows, so a request counted in a window is also in the lifetime
 		// total the guard compares it with; the two listings agreeing means nothing moved while
 		// the windows were read. A quiet sync's windows (settling reads only) are of days that
-		// ended before its listing, so that listing already counts them.
-		var err error
+		// ended before its listing, so that listing already counts them. readWindows returns
+		// only once every window read has ended: none is read after this listing.
 		if u.lifetime, err = s.up.ListKeys(ctx, lease.UserID, nil, nil); err != nil {
 			return u, fmt.Errorf("lifetime key listing: %w", err)
 		}
@@ -263,34 +297,59 @@ func (s *Syncer) applyUser(ctx context.Context, log *zap.Logger, lease *store.Le
 	return nil
 }
 
-// readWindow reads one UTC day's key listing and per-purpose totals, and the listing from
-// CHARGE_FROM on when it falls inside the day (with the per-purpose totals of that range too
-// when the day is settled: only a settled day's remainder is charged).
-func (s *Syncer) readWindow(ctx context.Context, user string, start, chargeFrom time.Time, settled bool) (window, error) {
-	w := window{day: start}
-	end := start.Add(day)
-	var err error
-	if w.keys, err = s.up.ListKeys(ctx, user, &start, &end); err != nil {
-		return w, fmt.Errorf("window %s: %w", start.Format(time.DateOnly), err)
-	}
-	if chargeFrom.After(start) && chargeFrom.Before(end) {
-		p, err := s.up.ListKeys(ctx, user, &chargeFrom, &end)
-		if err != nil {
-			return w, fmt.Errorf("window from CHARGE_FROM %s: %w", chargeFrom.Format(time.RFC3339Nano), err)
-		}
-		w.partial = &p
-		if settled {
-			pu, err := s.up.APIUsage(ctx, user, &chargeFrom, &end)
-			if err != nil {
-				return w, fmt.Errorf("window from CHARGE_FROM %s: %w", chargeFrom.Format(time.RFC3339Nano), err)
+// readWindows reads the pass's day windows, all of them at once: each UTC day's key listing and
+// per-purpose totals, and the listing from CHARGE_FROM on when it falls inside the day (with the
+// per-purpose totals of that range too when the day is settled: only a settled day's remainder
+// is charged). No read depends on another. It returns once every read has ended, the windows in
+// day order.
+func (s *Syncer) readWindows(ctx context.Context, user string, p *pass) ([]window, error) {
+	windows := make([]window, len(p.days))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, start := range p.days {
+		w := &windows[i]
+		w.day = start
+		end := start.Add(day)
+		g.Go(func() error {
+			var err error
+			if w.keys, err = s.up.ListKeys(gctx, user, &start, &end); err != nil {
+				return fmt.Errorf("window %s: %w", start.Format(time.DateOnly), err)
 			}
-			w.partialPurposes = &pu
+			return nil
+		})
+		g.Go(func() error {
+			var err error
+			if w.purposes, err = s.up.APIUsage(gctx, user, &start, &end); err != nil {
+				return fmt.Errorf("window %s: %w", start.Format(time.DateOnly), err)
+			}
+			return nil
+		})
+		from := p.chargeFrom
+		if !from.After(start) || !from.Before(end) {
+			continue
+		}
+		g.Go(func() error {
+			l, err := s.up.ListKeys(gctx, user, &from, &end)
+			if err != nil {
+				return fmt.Errorf("window from CHARGE_FROM %s: %w", from.Format(time.RFC3339Nano), err)
+			}
+			w.partial = &l
+			return nil
+		})
+		if settled := !p.now.Before(start.Add(day + s.opts.SettleLag)); settled {
+			g.Go(func() error {
+				pu, err := s.up.APIUsage(gctx, user, &from, &end)
+				if err != nil {
+					return fmt.Errorf("window from CHARGE_FROM %s: %w", from.Format(time.RFC3339Nano), err)
+				}
+				w.partialPurposes = &pu
+				return nil
+			})
 		}
 	}
-	if w.purposes, err = s.up.APIUsage(ctx, user, &start, &end); err != nil {
-		return w, fmt.Errorf("window %s: %w", start.Format(time.DateOnly), err)
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	return w, nil
+	return windows, nil
 }
 
 // readTasks lists the user's tasks created after the watermark (less the overlap) and before

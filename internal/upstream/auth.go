@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/usage-sync/usage-sync/internal/clock"
 )
 
 // tokenSource yields the bearer token for a call on behalf of a user.
@@ -32,7 +34,7 @@ const maxCachedJWTs = 4096
 type jwtMinter struct {
 	secret []byte
 	ttl    time.Duration
-	now    func() time.Time
+	clock  clock.Clock
 
 	mu    sync.Mutex
 	cache map[string]cachedJWT
@@ -43,14 +45,14 @@ type cachedJWT struct {
 	expires time.Time
 }
 
-func newJWTMinter(secret string, ttl time.Duration, now func() time.Time) *jwtMinter {
-	return &jwtMinter{secret: []byte(secret), ttl: ttl, now: now, cache: make(map[string]cachedJWT)}
+func newJWTMinter(secret string, ttl time.Duration, clk clock.Clock) *jwtMinter {
+	return &jwtMinter{secret: []byte(secret), ttl: ttl, clock: clk, cache: make(map[string]cachedJWT)}
 }
 
 func (*jwtMinter) admin() bool { return false }
 
 func (m *jwtMinter) token(userID string) (string, error) {
-	now := m.now()
+	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c, ok := m.cache[userID]; ok && now.Before(c.expires.Add(-jwtRefreshMargin)) {

@@ -15,6 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
 
+	"github.com/usage-sync/usage-sync/internal/clock"
 	"github.com/usage-sync/usage-sync/internal/logging"
 )
 
@@ -37,6 +38,12 @@ type Config struct {
 	// AllowInsecure accepts an http:// BaseURL to a host other than this machine
 	// (UPSTREAM_ALLOW_INSECURE); see CheckTransport.
 	AllowInsecure bool
+	// MaxInFlight bounds the attempts in flight at once through this client, retries included
+	// (UPSTREAM_MAX_INFLIGHT, whose default internal/config resolves); 0: no bound.
+	MaxInFlight int
+	// RateLimit paces attempts to at most this many per second, retries included, spaced
+	// evenly (UPSTREAM_RATE_LIMIT); 0: no limit.
+	RateLimit float64
 	// Logger is required: retries and dropped entries are logged to the logger the call's
 	// context carries (logging.WithLogger, with the run and user fields), or to this one when
 	// it carries none, so that no retry goes unlogged.
@@ -44,6 +51,8 @@ type Config struct {
 }
 
 const (
+	// idleConnsPerHost is the least number of idle connections kept to the upstream.
+	idleConnsPerHost = 16
 	// maxBody bounds a success body: a task detail with 10,000 jobs fits with room to spare.
 	maxBody = 32 << 20
 	// maxErrorBody bounds an error body: only its message is kept.
@@ -59,7 +68,10 @@ type Client struct {
 	cfg      Config
 	http     *http.Client
 	tokens   tokenSource
-	now      func() time.Time
+	admit    *admission
+	// clock is the host's time source for JWT expiry, Retry-After dates and the rate limiter:
+	// the zero clock.Clock in production, a test's own in tests.
+	clock clock.Clock
 }
 
 // New validates cfg and returns a Client.
@@ -110,17 +122,19 @@ func New(cfg Config) (*Client, error) {
 		basePath: u.EscapedPath(),
 		cfg:      cfg,
 		http:     cfg.HTTPClient,
-		now:      time.Now,
 	}
 	if c.http == nil {
-		c.http = defaultHTTPClient()
+		c.http = defaultHTTPClient(cfg.MaxInFlight)
 	}
 	c.http = noRedirects(c.http)
+	if c.admit, err = newAdmission(cfg.MaxInFlight, cfg.RateLimit, c.now); err != nil {
+		return nil, err
+	}
 	switch {
 	case cfg.AdminToken != "":
 		c.tokens = adminToken(cfg.AdminToken)
 	case cfg.JWTSecret != "":
-		c.tokens = newJWTMinter(cfg.JWTSecret, cfg.JWTTTL, func() time.Time { return c.now() })
+		c.tokens = newJWTMinter(cfg.JWTSecret, cfg.JWTTTL, c.now)
 	default:
 		return nil, errors.New("upstream needs an admin token or a JWT secret to authenticate")
 	}
@@ -128,19 +142,26 @@ func New(cfg Config) (*Client, error) {
 }
 
 // defaultHTTPClient is a client of our own, so nothing here depends on or changes
-// http.DefaultClient. There is no overall timeout: each attempt's context carries one.
-func defaultHTTPClient() *http.Client {
+// http.DefaultClient. There is no overall timeout: each attempt's context carries one. It keeps
+// as many idle connections as attempts may be in flight, so a round of requests reuses the
+// connections of the round before rather than closing some and dialling anew.
+func defaultHTTPClient(maxInFlight int) *http.Client {
+	idle := max(idleConnsPerHost, maxInFlight)
 	return &http.Client{Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   16,
+		MaxIdleConns:          max(64, idle),
+		MaxIdleConnsPerHost:   idle,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}}
 }
+
+// now reads the client's clock when called, so a test that sets c.clock after New moves the
+// limiter and the JWT minter too.
+func (c *Client) now() time.Time { return c.clock.Now() }
 
 // CloseIdleConnections closes the kept-alive connections to the upstream, for a run that ends
 // while its process goes on (the daemon's in-process tests find no goroutine left).
@@ -294,9 +315,22 @@ func (c *Client) get(ctx context.Context, cl call) (response, error) {
 		lastAfter time.Duration
 	)
 	op := func() (response, error) {
-		attempts++
 		bo.retryAfter = 0
+		release, waited, err := c.admit.admit(ctx)
+		if err != nil {
+			// Not an attempt: nothing was sent. The caller's context ended, or will before the
+			// limiter lets the attempt go.
+			last = c.newError(cl, KindRetryable, "")
+			last.Err = err
+			return response{}, backoff.Permanent(last)
+		}
+		c.observeWait(waited)
+		attempts++
+		c.observeInFlight(1)
 		res, e := c.attempt(ctx, cl, target, token)
+		c.observeInFlight(-1)
+		// The slot is given back before the backoff sleeps: a waiting retry holds none.
+		release()
 		c.observeAttempt(cl, res, e)
 		if e == nil {
 			res.attempts = attempts

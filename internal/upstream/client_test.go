@@ -35,6 +35,12 @@ func newFixture(t *testing.T) fixture {
 	sim := simulator.New(simulator.Config{Seed: 1, Users: 2, KeysPerUser: -1, TasksPerUser: -1,
 		AdminToken: testAdmin, JWTSecret: testSecret, RetryAfter: time.Second,
 		Now: func() time.Time { return simNow }})
+	return fixtureOf(t, sim)
+}
+
+// fixtureOf serves sim over HTTP for the test.
+func fixtureOf(t *testing.T, sim *simulator.Sim) fixture {
+	t.Helper()
 	srv := httptest.NewServer(sim.Handler())
 	t.Cleanup(srv.Close)
 	return fixture{sim: sim, base: srv.URL + "/api/v1", user: sim.Users()[0]}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Observer is told about every HTTP attempt and every retry, for metrics. Config.Observer is nil
@@ -13,6 +14,12 @@ type Observer interface {
 	Request(op, code string)
 	// Retry reports that a call's attempt failed and the call will be tried again.
 	Retry(op string)
+	// InFlight adds delta (+1 as an attempt is sent, -1 once its response is read) to the
+	// attempts in flight.
+	InFlight(delta int)
+	// RateLimitWait reports how long an attempt waited for Config.RateLimit (0 when it did not
+	// wait); it is not called when there is no rate limit.
+	RateLimitWait(d time.Duration)
 }
 
 // opLabel names a call's endpoint family for metrics, from its path so that it stays put when
@@ -48,5 +55,17 @@ func (c *Client) observeAttempt(cl call, res response, e *Error) {
 func (c *Client) observeRetry(cl call) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Retry(opLabel(cl.path))
+	}
+}
+
+func (c *Client) observeInFlight(delta int) {
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.InFlight(delta)
+	}
+}
+
+func (c *Client) observeWait(d time.Duration) {
+	if c.cfg.Observer != nil && c.admit.limiter != nil {
+		c.cfg.Observer.RateLimitWait(d)
 	}
 }
