@@ -75,6 +75,10 @@ type Plan struct {
 	RevisionWindow time.Duration
 	// Swept says this pass re-read finished tasks for revisions: revision_swept_at moves to now.
 	Swept bool
+	// ChargeFrom is the pass's charge start. In live mode a finished task created since then
+	// that has no task row yet (it finished while the worker was in shadow mode) stays behind
+	// the revision sweep's watermark until a live pass has charged it.
+	ChargeFrom time.Time
 }
 
 // TaskChunk is a slice of a user's task pass, applied before the pass ends so memory does not
@@ -211,19 +215,32 @@ func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[s
 	if err != nil {
 		return "", err
 	}
+	// A live sync's settled mark is also the live mark (Lease.LiveSettledThrough), which only a
+	// live sync moves; sync_state's mark is the furthest either mode has settled.
 	_, err = tx.Exec(ctx, `
-		with w as (
+		with g as (
+			update usage_sync.go_live g
+			set settled_through = greatest(g.settled_through, (@settled::timestamptz at time zone 'UTC')::date)
+			where g.user_id = @user and not @shadow::bool
+			  and exists (select 1 from sync_state s where s.user_id = @user and s.lease_token = @token)
+		),
+		w as (
 			select coalesce(min(created_at) filter (where status in ('pending', 'processing')
-			                                          or finished_at > `+clockNow+` - @window::interval),
+			                                          or finished_at > `+clockNow+` - @window::interval
+			                                          or (not @shadow::bool and finished_at is not null
+			                                              and billable_count > 0 and created_at >= @charge_from::timestamptz
+			                                              and not exists (select 1 from credit_ledger l
+			                                                              where l.user_id = @user and l.subject = t.task_id
+			                                                                and l.source = 'task'))),
 			                max(created_at)) as wm,
 			       coalesce(min(created_at) filter (where status in ('pending', 'processing')),
 			                max(created_at)) as wm_open
-			from usage_sync.tasks where user_id = @user
+			from usage_sync.tasks t where user_id = @user
 		)
 		update sync_state set status = case when sync_state.status = 'paused' then sync_state.status else @status end, last_attempt_at = `+clockNow+`, last_success_at = `+clockNow+`,
 		       last_error = nullif(@error, ''), last_error_kind = case when @error = '' then null else 'degraded' end,
 		       consecutive_failures = 0, next_attempt_at = `+clockNow+`,
-		       settled_through = coalesce((@settled::timestamptz at time zone 'UTC')::date, settled_through),
+		       settled_through = greatest(settled_through, (@settled::timestamptz at time zone 'UTC')::date),
 		       blocked_keys = @blocked, last_run_id = @run, lease_owner = null, lease_expires_at = null,
 		       updated_at = now(), reads_fingerprint = nullif(@fingerprint, ''), task_watermark = w.wm,
 		       task_watermark_open = w.wm_open,
@@ -232,11 +249,21 @@ func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[s
 		where user_id = @user and lease_token = @token`,
 		pgx.NamedArgs{"user": l.UserID, "token": l.Token, "status": status, "error": lastError,
 			"settled": u.SettledThrough, "blocked": string(bj), "run": u.RunID, "now": l.clock.NowOrNil(),
-			"fingerprint": u.ReadsFingerprint, "window": u.RevisionWindow.String(), "swept": u.Swept})
+			"fingerprint": u.ReadsFingerprint, "window": u.RevisionWindow.String(), "swept": u.Swept,
+			"shadow": u.Shadow, "charge_from": chargeFromArg(u.ChargeFrom)})
 	if err != nil {
 		return "", fmt.Errorf("record success: %w", err)
 	}
 	return status, nil
+}
+
+// chargeFromArg is a plan's charge start as a statement argument: null when the plan has none,
+// which keeps no finished task behind the watermark.
+func chargeFromArg(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func firstReason(m map[string]string) string {

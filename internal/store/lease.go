@@ -25,8 +25,12 @@ type Lease struct {
 	EnrolledAt time.Time
 	// LiveAt is when the user's charging starts with CHARGE_FROM empty (usage_sync.go_live): the
 	// later of its enrolment and the first take by a live worker. nil until a live worker took it.
-	LiveAt              *time.Time
-	SettledThrough      *time.Time // every UTC day before this is settled; nil before the first
+	LiveAt         *time.Time
+	SettledThrough *time.Time // every UTC day before this is settled; nil before the first
+	// LiveSettledThrough is how far a worker in live mode has settled the user's days
+	// (usage_sync.go_live.settled_through): days settled while the worker was in shadow mode
+	// lie between it and SettledThrough, and a live sync reads them again.
+	LiveSettledThrough  *time.Time
 	ConsecutiveFailures int
 	BlockedKeys         map[string]string
 	// clock is the claim's (ClaimRequest.Clock): the lease's renewals, the attempt, the backoff
@@ -244,9 +248,10 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) (*Lease, error) {
 		)
 		select c.user_id::text, c.lease_owner, c.lease_token, c.enrolled_at,
 		       c.settled_through::timestamp at time zone 'UTC', c.consecutive_failures, c.blocked_keys,
-		       coalesce((select live_at from g), (select live_at from usage_sync.go_live v where v.user_id = c.user_id))
+		       coalesce((select live_at from g), (select live_at from usage_sync.go_live v where v.user_id = c.user_id)),
+		       (select v.settled_through::timestamp at time zone 'UTC' from usage_sync.go_live v where v.user_id = c.user_id)
 		from c`, claimArgs(r)).
-		Scan(&l.UserID, &l.Owner, &l.Token, &l.EnrolledAt, &l.SettledThrough, &l.ConsecutiveFailures, &blocked, &l.LiveAt)
+		Scan(&l.UserID, &l.Owner, &l.Token, &l.EnrolledAt, &l.SettledThrough, &l.ConsecutiveFailures, &blocked, &l.LiveAt, &l.LiveSettledThrough)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -256,9 +261,11 @@ func (s *Store) Claim(ctx context.Context, r ClaimRequest) (*Lease, error) {
 	if err := json.Unmarshal(blocked, &l.BlockedKeys); err != nil {
 		return nil, fmt.Errorf("claim a user: blocked_keys of %s: %w", l.UserID, err)
 	}
-	if l.SettledThrough != nil {
-		t := l.SettledThrough.UTC()
-		l.SettledThrough = &t
+	for _, at := range []**time.Time{&l.SettledThrough, &l.LiveSettledThrough} {
+		if *at != nil {
+			t := (*at).UTC()
+			*at = &t
+		}
 	}
 	return &l, nil
 }

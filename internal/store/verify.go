@@ -15,7 +15,10 @@ type VerifyTarget struct {
 	// (usage_sync.go_live: the first take by a worker in live mode), nil before it.
 	EnrolledAt, LiveAt *time.Time
 	SettledThrough     *time.Time // the first day not settled; nil before any is
-	Status             string     // sync_state.status; "" when not enrolled
+	// LiveSettledThrough is the first day a worker in live mode has not settled
+	// (usage_sync.go_live.settled_through); nil before any is.
+	LiveSettledThrough *time.Time
+	Status             string // sync_state.status; "" when not enrolled
 }
 
 // VerifyTargets lists the users in profiles (or only the one named), in id order. It only reads.
@@ -25,7 +28,8 @@ func (s *Store) VerifyTargets(ctx context.Context, only string) ([]VerifyTarget,
 		user = &only
 	}
 	rows, err := s.pool.Query(ctx, `
-		select p.user_id::text, s.enrolled_at, g.live_at, s.settled_through::timestamp at time zone 'UTC', coalesce(s.status, '')
+		select p.user_id::text, s.enrolled_at, g.live_at, s.settled_through::timestamp at time zone 'UTC',
+		       g.settled_through::timestamp at time zone 'UTC', coalesce(s.status, '')
 		from profiles p left join sync_state s on s.user_id = p.user_id left join usage_sync.go_live g on g.user_id = p.user_id
 		where $1::uuid is null or p.user_id = $1::uuid
 		order by p.user_id`, user)
@@ -34,7 +38,7 @@ func (s *Store) VerifyTargets(ctx context.Context, only string) ([]VerifyTarget,
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (VerifyTarget, error) {
 		var v VerifyTarget
-		err := r.Scan(&v.UserID, &v.EnrolledAt, &v.LiveAt, &v.SettledThrough, &v.Status)
+		err := r.Scan(&v.UserID, &v.EnrolledAt, &v.LiveAt, &v.SettledThrough, &v.LiveSettledThrough, &v.Status)
 		return v, err
 	})
 	if err != nil {

@@ -276,11 +276,12 @@ func TestMigrationCarriesTheBookkeepingOver(t *testing.T) {
 	e.cycle(s, syncer.CycleOptions{All: true})
 	users := e.sim.Users()
 	poisoned := users[0]
-	// The previous schema: no bookkeeping tables, 0008 not applied; what a worker of that schema
+	// The previous schema: no bookkeeping tables, 0008 (nor 0012, which extends go_live) not
+	// applied; what a worker of that schema
 	// left is in the mirror, the ledger and sync_state, and one user's tasks were poisoned there.
 	pgtest.Exec(t, e.dsn, `
 		drop table usage_sync.keys, usage_sync.key_days, usage_sync.purpose_days, usage_sync.tasks, usage_sync.go_live;
-		delete from usage_sync.schema_migrations where version = 8;
+		delete from usage_sync.schema_migrations where version in (8, 12);
 		insert into tasks (task_id, user_id, status, email_count, created_at, updated_at, synced_at)
 		values ('imitation-2999', '`+poisoned+`', 'completed', 1, '2999-01-01', '2999-01-01', now());
 		update sync_state set task_watermark = '2999-01-01', task_watermark_open = '2999-01-01' where user_id = '`+poisoned+`';`)
@@ -298,6 +299,9 @@ func TestMigrationCarriesTheBookkeepingOver(t *testing.T) {
 	}
 	if n := e.q(`select count(*) from usage_sync.go_live g join sync_state s using (user_id) where g.live_at = s.enrolled_at`); n != int64(len(users)) {
 		t.Fatalf("%d users kept their go-live at enrolment, want all %d (they were charged live)", n, len(users))
+	}
+	if n := e.q(`select count(*) from usage_sync.go_live g join sync_state s using (user_id) where g.settled_through is not distinct from s.settled_through`); n != int64(len(users)) {
+		t.Fatalf("%d users kept their settled mark as the live one, want all %d (migration 0012)", n, len(users))
 	}
 	if n := e.q(`select count(*) from usage_sync.tasks where task_id = 'imitation-2999'`); n != 0 {
 		t.Fatal("a task created in 2999 was carried into the worker's record")

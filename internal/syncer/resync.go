@@ -100,8 +100,10 @@ func (s *Syncer) Resync(ctx context.Context, o ResyncOptions) (ResyncResult, err
 // resyncDays resolves the range against the lease: from the charge start's day at the earliest,
 // through the last settled day at the latest, at most ResyncMaxDays.
 func (s *Syncer) resyncDays(lease *store.Lease, o ResyncOptions, res *ResyncResult) ([]time.Time, error) {
-	// The charge start as the sync itself decides it (CHARGE_FROM, else the user's own).
-	from := startOfDay(s.newPass(lease).chargeFrom)
+	// The charge start and the settled mark as the sync itself decides them (CHARGE_FROM, else
+	// the user's own; the live mark in live mode).
+	p := s.newPass(lease)
+	from := startOfDay(p.chargeFrom)
 	if o.From != nil {
 		if f := startOfDay(*o.From); f.Before(from) {
 			res.Clamped = true
@@ -109,13 +111,13 @@ func (s *Syncer) resyncDays(lease *store.Lease, o ResyncOptions, res *ResyncResu
 			from = f
 		}
 	}
-	if lease.SettledThrough == nil {
+	if p.settled == nil {
 		if o.To != nil {
 			res.Unsettled = int(startOfDay(*o.To).Sub(from)/day) + 1
 		}
 		return nil, nil // nothing is settled yet: the next sync reads every day
 	}
-	last := startOfDay(*lease.SettledThrough).Add(-day) // SettledThrough is the first unsettled day
+	last := startOfDay(*p.settled).Add(-day) // the mark is the first unsettled day
 	to := last
 	if o.To != nil {
 		to = startOfDay(*o.To)
@@ -210,7 +212,7 @@ func (s *Syncer) resyncApply(ctx context.Context, log *zap.Logger, lease *store.
 	}
 	plan := buildPlan(planInput{
 		userID: lease.UserID, runID: res.RunID, now: p.now, chargeFrom: p.chargeFrom, settleLag: s.opts.SettleLag,
-		settled: lease.SettledThrough, windows: u.windows, lifetime: u.lifetime, tasks: ch.pending,
+		settled: p.settled, windows: u.windows, lifetime: u.lifetime, tasks: ch.pending,
 		settledTotals: state.SettledKeyTotals, shadow: p.shadow,
 	})
 	maps.Copy(plan.BlockedKeys, ch.blocked)
@@ -228,10 +230,11 @@ func (s *Syncer) resyncApply(ctx context.Context, log *zap.Logger, lease *store.
 		}
 	}
 	plan.RevisionWindow = s.opts.RevisionWindow
-	if !sameTime(plan.SettledThrough, lease.SettledThrough) {
+	plan.ChargeFrom = p.chargeFrom
+	if !sameTime(plan.SettledThrough, p.settled) {
 		// buildPlan moves the mark only over days read from the first unsettled one, which a
 		// resync never reads; this states it.
-		return fmt.Errorf("resync would move settled_through from %v to %v", lease.SettledThrough, plan.SettledThrough)
+		return fmt.Errorf("resync would move settled_through from %v to %v", p.settled, plan.SettledThrough)
 	}
 	if err := s.applyUser(ctx, log, lease, plan, &ur); err != nil {
 		return err

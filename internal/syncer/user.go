@@ -46,25 +46,32 @@ func (r userResult) fields() []zap.Field {
 }
 
 // pass is what one user's sync settles before it reads: its clock reading, CHARGE_FROM, the
-// mode and the days it reads.
+// mode, the settled mark it reads from and the days it reads.
 type pass struct {
 	now, chargeFrom time.Time
 	shadow          bool
+	settled         *time.Time
 	days            []time.Time
 }
 
 // With CHARGE_FROM empty, a live pass charges from the user's go-live (the later of its
 // enrolment and the first take by a live worker, recorded by the claim), so a shadow trial's
-// usage is never charged; a shadow pass observes from the enrolment.
+// usage is never charged; a shadow pass observes from the enrolment. A live pass reads from the
+// live settled mark: a day that settled while the worker was back in shadow mode was charged
+// only as shadow: rows, and is read again, and charged, once charging resumes.
 func (s *Syncer) newPass(lease *store.Lease) pass {
-	p := pass{now: s.clock.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled}
+	p := pass{now: s.clock.Now().UTC(), chargeFrom: lease.EnrolledAt.UTC(), shadow: !s.opts.ChargeEnabled,
+		settled: lease.SettledThrough}
 	switch {
 	case s.opts.ChargeFrom != nil:
 		p.chargeFrom = s.opts.ChargeFrom.UTC()
 	case !p.shadow && lease.LiveAt != nil:
 		p.chargeFrom = lease.LiveAt.UTC()
 	}
-	p.days = passDays(p.now, p.chargeFrom, lease.SettledThrough, s.opts.MaxBackfillDays)
+	if !p.shadow {
+		p.settled = lease.LiveSettledThrough
+	}
+	p.days = passDays(p.now, p.chargeFrom, p.settled, s.opts.MaxBackfillDays)
 	return p
 }
 
@@ -135,12 +142,13 @@ func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, le
 	res.chunkCharges = taskRes.chunkCharges
 	plan := buildPlan(planInput{
 		userID: lease.UserID, runID: runID, now: p.now, chargeFrom: p.chargeFrom, settleLag: s.opts.SettleLag,
-		settled: lease.SettledThrough, windows: u.windows, lifetime: u.lifetime, tasks: ch.pending,
+		settled: p.settled, windows: u.windows, lifetime: u.lifetime, tasks: ch.pending,
 		settledTotals: state.SettledKeyTotals, shadow: p.shadow,
 	})
 	maps.Copy(plan.BlockedKeys, ch.blocked)
 	plan.ReadsFingerprint = u.fingerprint
 	plan.RevisionWindow = s.opts.RevisionWindow
+	plan.ChargeFrom = p.chargeFrom
 	plan.Swept = state.SweepDue
 	logBlocked(log, lease, plan)
 	if s.hooks != nil && s.hooks.BeforeApply != nil {

@@ -138,9 +138,15 @@ func (s *Syncer) verifyUser(ctx context.Context, t store.VerifyTarget) VerifyUse
 	default:
 		chargeFrom = t.EnrolledAt
 	}
+	// The settled days as a sync of this mode reads them: in live mode, those a live sync has
+	// settled (days that settled in shadow mode are read again, and charged, by the next ones).
+	settled := t.SettledThrough
+	if s.opts.ChargeEnabled {
+		settled = t.LiveSettledThrough
+	}
 	var from, to time.Time
-	if chargeFrom != nil && t.SettledThrough != nil && t.SettledThrough.After(startOfDay(*chargeFrom)) {
-		from, to = startOfDay(*chargeFrom), startOfDay(*t.SettledThrough)
+	if chargeFrom != nil && settled != nil && settled.After(startOfDay(*chargeFrom)) {
+		from, to = startOfDay(*chargeFrom), startOfDay(*settled)
 		v.SettledFrom, v.SettledTo = &from, &to
 	}
 	fail := func(err error) VerifyUser {
