@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -37,9 +38,33 @@ func TestRepeatedCyclesChargeOnce(t *testing.T) {
 
 func TestTwoWorkersAtOnce(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{sim: simulator.Config{Seed: 22, Users: 6, KeysPerUser: 2, TasksPerUser: 4, HistoryDays: 2, Latency: 2 * time.Millisecond}})
+	e := setup(t, envConfig{sim: simulator.Config{Seed: 22, Users: 12, KeysPerUser: 2, TasksPerUser: 4, HistoryDays: 2, Latency: 2 * time.Millisecond}})
+	// The upstream answers nobody until both workers have claimed a user, so both are in the
+	// cycle whatever the scheduler does: a worker could otherwise sync everyone before the other
+	// started, and the late one would rightly start a cycle of its own. Each worker holds at most
+	// two users per reader (3 readers), so with 12 users the second always finds one to claim.
+	var claimedA, claimedB sync.Once
+	bothIn := make(chan struct{})
+	var mu sync.Mutex
+	in := 0
+	joined := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if in++; in == 2 {
+			close(bothIn)
+		}
+	}
 	a := e.syncer(func(o *syncer.Options) { o.WorkerID = "a" })
 	b := e.syncer(func(o *syncer.Options) { o.WorkerID = "b" })
+	a.SetHooks(&syncer.Hooks{AfterClaim: func(string) { claimedA.Do(joined) }})
+	b.SetHooks(&syncer.Hooks{AfterClaim: func(string) { claimedB.Do(joined) }})
+	giveUp := time.After(10 * time.Second)
+	e.sim.OnRequest(func(string, string, url.Values) {
+		select {
+		case <-bothIn:
+		case <-giveUp:
+		}
+	})
 	var wg sync.WaitGroup
 	sums := make([]syncer.Summary, 2)
 	for i, s := range []*syncer.Syncer{a, b} {
@@ -54,8 +79,13 @@ func TestTwoWorkersAtOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := sums[0].Synced + sums[1].Synced; got != 6 {
-		t.Fatalf("two workers synced %d users between them (%+v, %+v); want each of the 6 exactly once", got, sums[0], sums[1])
+	select {
+	case <-bothIn:
+	default:
+		t.Fatalf("one worker never claimed a user (%+v, %+v)", sums[0], sums[1])
+	}
+	if got := sums[0].Synced + sums[1].Synced; got != 12 {
+		t.Fatalf("two workers synced %d users between them (%+v, %+v); want each of the 12 exactly once", got, sums[0], sums[1])
 	}
 	e.checkInvariants(true)
 }
