@@ -402,75 +402,59 @@ func TestValidateProblems(t *testing.T) {
 // DB_MAX_CONNS left empty follows SYNC_CONCURRENCY, so raising the concurrency alone is never a
 // configuration error; a value set explicitly is used as given, and one too small for the
 // concurrency is an error that names both fixes.
-func TestDBMaxConnsFollowsConcurrency(t *testing.T) {
+// DB_MAX_CONNS and UPSTREAM_MAX_INFLIGHT left empty (or 0) follow SYNC_CONCURRENCY; a value
+// set is used as given; the start-up log shows the effective bound.
+func TestBoundsFollowConcurrency(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
+	type bound struct {
 		name string
 		env  map[string]string
 		want int
+	}
+	for _, b := range []struct {
+		variable  string
+		effective func(Config) int
+		cases     []bound
 	}{
-		{"defaults", valid(), DBMaxConnsDefault(4)},
-		{"only concurrency 8", with(valid(), "SYNC_CONCURRENCY", "8"), DBMaxConnsDefault(8)},
-		{"only concurrency 64", with(valid(), "SYNC_CONCURRENCY", "64"), DBMaxConnsDefault(64)},
-		{"zero means unset", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "0"), DBMaxConnsDefault(8)},
-		{"explicit, just enough", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "9"), 9},
-		{"explicit, above", with(valid(), "SYNC_CONCURRENCY", "2", "DB_MAX_CONNS", "30"), 30},
+		{"DB_MAX_CONNS", Config.PoolSize, []bound{
+			{"defaults", valid(), DBMaxConnsDefault(4)},
+			{"only concurrency 8", with(valid(), "SYNC_CONCURRENCY", "8"), DBMaxConnsDefault(8)},
+			{"only concurrency 64", with(valid(), "SYNC_CONCURRENCY", "64"), DBMaxConnsDefault(64)},
+			{"zero means unset", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "0"), DBMaxConnsDefault(8)},
+			{"explicit, just enough", with(valid(), "SYNC_CONCURRENCY", "8", "DB_MAX_CONNS", "9"), 9},
+			{"explicit, above", with(valid(), "SYNC_CONCURRENCY", "2", "DB_MAX_CONNS", "30"), 30},
+		}},
+		{"UPSTREAM_MAX_INFLIGHT", Config.UpstreamInFlight, []bound{
+			{"defaults", valid(), 16},
+			{"only concurrency 8", with(valid(), "SYNC_CONCURRENCY", "8"), 32},
+			{"zero means unset", with(valid(), "SYNC_CONCURRENCY", "8", "UPSTREAM_MAX_INFLIGHT", "0"), 32},
+			{"explicit", with(valid(), "SYNC_CONCURRENCY", "8", "UPSTREAM_MAX_INFLIGHT", "5"), 5},
+		}},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			c, err := load(t, tt.env)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			if err := c.Validate(ModeSync); err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if got := c.PoolSize(); got != tt.want {
-				t.Fatalf("PoolSize = %d, want %d", got, tt.want)
-			}
-			if got := c.PoolSize(); got < c.SyncConcurrency+1 {
-				t.Fatalf("pool of %d cannot serve SYNC_CONCURRENCY %d", got, c.SyncConcurrency)
-			}
-			if r := c.Redacted()["DB_MAX_CONNS"]; r != strconv.Itoa(tt.want) {
-				t.Fatalf("start-up log shows DB_MAX_CONNS %q, want the effective %d", r, tt.want)
-			}
-		})
+		for _, tt := range b.cases {
+			t.Run(b.variable+" "+tt.name, func(t *testing.T) {
+				t.Parallel()
+				c, err := load(t, tt.env)
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if err := c.Validate(ModeSync); err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				if got := b.effective(c); got != tt.want {
+					t.Fatalf("effective %s = %d, want %d", b.variable, got, tt.want)
+				}
+				if r := c.Redacted()[b.variable]; r != strconv.Itoa(tt.want) {
+					t.Fatalf("start-up log shows %s %q, want the effective %d", b.variable, r, tt.want)
+				}
+				if b.variable == "DB_MAX_CONNS" && c.PoolSize() < c.SyncConcurrency+1 {
+					t.Fatalf("pool of %d cannot serve SYNC_CONCURRENCY %d", c.PoolSize(), c.SyncConcurrency)
+				}
+			})
+		}
 	}
 	if DBMaxConnsDefault(8) != 18 {
 		t.Fatalf("DBMaxConnsDefault(8) = %d: a write and a renewal per user in flight, one for claims, one spare", DBMaxConnsDefault(8))
-	}
-}
-
-// UPSTREAM_MAX_INFLIGHT left empty (or 0) follows SYNC_CONCURRENCY, 4 requests per user in
-// flight; a value set is used as given; the start-up log shows the effective bound.
-func TestUpstreamInFlightFollowsConcurrency(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		name string
-		env  map[string]string
-		want int
-	}{
-		{"defaults", valid(), 16},
-		{"only concurrency 8", with(valid(), "SYNC_CONCURRENCY", "8"), 32},
-		{"zero means unset", with(valid(), "SYNC_CONCURRENCY", "8", "UPSTREAM_MAX_INFLIGHT", "0"), 32},
-		{"explicit", with(valid(), "SYNC_CONCURRENCY", "8", "UPSTREAM_MAX_INFLIGHT", "5"), 5},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			c, err := load(t, tt.env)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			if err := c.Validate(ModeSync); err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if got := c.UpstreamInFlight(); got != tt.want {
-				t.Fatalf("UpstreamInFlight = %d, want %d", got, tt.want)
-			}
-			if r := c.Redacted()["UPSTREAM_MAX_INFLIGHT"]; r != strconv.Itoa(tt.want) {
-				t.Fatalf("start-up log shows UPSTREAM_MAX_INFLIGHT %q, want the effective %d", r, tt.want)
-			}
-		})
 	}
 }
 

@@ -50,6 +50,17 @@ func (w *shadowAgain) charged() int64 {
 // until 03-11 14:00: 20 requests and a task of 7 on 03-10, which settles in shadow, and 30
 // requests and a task of 3 on 03-11. The task of 7 finished more than REVISION_WINDOW before
 // 03-11 14:00.
+// shadowPeriod is a stretch in shadow mode: 20 requests and a 7-email task (<name>-1), the day
+// 03-10 settling, then 30 requests and a 3-email task (<name>-2).
+func (w *shadowAgain) shadowPeriod(name string) {
+	w.use(20, name+"-1", 7)
+	w.cycle(w.shadow, "shadow cycle")
+	w.e.settleToday()
+	w.cycle(w.shadow, "shadow cycle settling 03-10")
+	w.use(30, name+"-2", 3)
+	w.cycle(w.shadow, "shadow cycle")
+}
+
 func (w *shadowAgain) liveThenShadow() {
 	w.t.Helper()
 	w.cycle(w.live, "first live cycle") // the go-live, with CHARGE_FROM empty
@@ -58,12 +69,7 @@ func (w *shadowAgain) liveThenShadow() {
 	if got := w.charged(); got != 15 {
 		w.t.Fatalf("live: charged %d, want 10 requests + 5 emails", got)
 	}
-	w.use(20, "shadow-1", 7)
-	w.cycle(w.shadow, "shadow cycle")
-	w.e.settleToday()
-	w.cycle(w.shadow, "shadow cycle settling 03-10")
-	w.use(30, "shadow-2", 3)
-	w.cycle(w.shadow, "shadow cycle")
+	w.shadowPeriod("shadow")
 	w.e.clock.Add(day(w.e.clock.Now()).Add(14 * time.Hour).Sub(w.e.clock.Now()))
 	w.cycle(w.shadow, "last shadow cycle")
 	if got := w.charged(); got != 15 {
@@ -158,12 +164,7 @@ func TestLiveAgainWithALaterChargeFromForgivesTheShadowPeriod(t *testing.T) {
 func TestGoingLiveWithAnEarlierChargeFromChargesTheTrialSinceIt(t *testing.T) {
 	t.Parallel()
 	w := newShadowAgain(t, false) // CHARGE_FROM 03-08 00:00
-	w.use(20, "trial-1", 7)
-	w.cycle(w.shadow, "shadow cycle")
-	w.e.settleToday()
-	w.cycle(w.shadow, "shadow cycle settling 03-10")
-	w.use(30, "trial-2", 3)
-	w.cycle(w.shadow, "shadow cycle")
+	w.shadowPeriod("trial")
 	w.liveAgain(w.live)
 	if got := w.e.charged(w.u, "key_requests", "unlisted_requests"); got != 20+30+40 {
 		w.e.dumpLedger(w.u)
