@@ -210,21 +210,29 @@ func TestBadJSONNamesTheProblem(t *testing.T) {
 	}
 }
 
-// TestRetryLoggedWithoutContextLogger: a call whose context lacks logging.WithLogger still logs
-// its retries, to the client's own logger.
-func TestRetryLoggedWithoutContextLogger(t *testing.T) {
-	t.Parallel()
+// retrying503s is a fixture whose task listing always answers 503, a client configuration that
+// gives up after 80 ms of retries, and a debug logger writing to logs.
+func retrying503s(t *testing.T) (fixture, Config, *bytes.Buffer, *zap.Logger) {
+	t.Helper()
 	f := newFixture(t)
 	f.sim.SetFault(f.user, simulator.Fault{Status: 503, Path: "/tasks"})
-	var logs bytes.Buffer
-	log, err := logging.New(&logs, "debug")
+	logs := new(bytes.Buffer)
+	log, err := logging.New(logs, "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := f.fastConfig()
 	cfg.MaxElapsed = 80 * time.Millisecond
+	return f, cfg, logs, log
+}
+
+// TestRetryLoggedWithoutContextLogger: a call whose context lacks logging.WithLogger still logs
+// its retries, to the client's own logger.
+func TestRetryLoggedWithoutContextLogger(t *testing.T) {
+	t.Parallel()
+	f, cfg, logs, log := retrying503s(t)
 	cfg.Logger = log
-	_, err = f.client(t, cfg).ListTasks(context.Background(), f.user, TaskQuery{})
+	_, err := f.client(t, cfg).ListTasks(context.Background(), f.user, TaskQuery{})
 	e := asError(t, err)
 	if got := strings.Count(logs.String(), `"event":"upstream.retry"`); e.Attempts < 2 || got != e.Attempts-1 {
 		t.Fatalf("%d upstream.retry lines on the client's logger for %d attempts:\n%s", got, e.Attempts, logs.String())
@@ -233,18 +241,10 @@ func TestRetryLoggedWithoutContextLogger(t *testing.T) {
 
 func TestRetryBudgetExhausted(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.sim.SetFault(f.user, simulator.Fault{Status: 503, Path: "/tasks"})
-	var logs bytes.Buffer
-	log, err := logging.New(&logs, "debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := f.fastConfig()
-	cfg.MaxElapsed = 80 * time.Millisecond
+	f, cfg, logs, log := retrying503s(t)
 	c := f.client(t, cfg)
 
-	_, err = c.ListTasks(logging.WithLogger(context.Background(), log), f.user, TaskQuery{})
+	_, err := c.ListTasks(logging.WithLogger(context.Background(), log), f.user, TaskQuery{})
 	e := asError(t, err)
 	if e.Kind != KindRetryable || e.Status != 503 {
 		t.Errorf("kind %v status %d, want retryable 503", e.Kind, e.Status)
