@@ -222,6 +222,8 @@ func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[s
 			update usage_sync.go_live g
 			set settled_through = greatest(g.settled_through, (@settled::timestamptz at time zone 'UTC')::date)
 			where g.user_id = @user and not @shadow::bool
+			  -- only when the mark moves: an unchanged row is not rewritten
+			  and (@settled::timestamptz at time zone 'UTC')::date > coalesce(g.settled_through, '-infinity'::date)
 			  and exists (select 1 from sync_state s where s.user_id = @user and s.lease_token = @token)
 		),
 		w as (
