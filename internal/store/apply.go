@@ -103,7 +103,7 @@ func (s *Store) ApplyChunk(ctx context.Context, l *Lease, c TaskChunk) (ChunkApp
 	err := s.inLeaseTx(ctx, l, func(tx pgx.Tx) error {
 		out = ChunkApplied{}
 		var err error
-		if out.TasksWritten, err = upsertTasks(ctx, tx, l, c.Tasks); err != nil {
+		if out.TasksWritten, err = upsertTasks(ctx, tx, l, c.Tasks, !c.Shadow); err != nil {
 			return err
 		}
 		// As in Apply: a chunk whose tasks another user owns writes nothing and charges nothing.
@@ -172,7 +172,7 @@ func (s *Store) Apply(ctx context.Context, l *Lease, u *Plan) (Applied, error) {
 		if out.PurposeWritten, err = upsertPurposeUsage(ctx, tx, l.UserID, u.PurposeUsage); err != nil {
 			return err
 		}
-		if out.TasksWritten, err = upsertTasks(ctx, tx, l, u.Tasks); err != nil {
+		if out.TasksWritten, err = upsertTasks(ctx, tx, l, u.Tasks, !u.Shadow); err != nil {
 			return err
 		}
 		if err := checkOwnership(ctx, tx, l.UserID, u); err != nil {
@@ -231,9 +231,7 @@ func recordSuccess(ctx context.Context, tx pgx.Tx, l *Lease, u *Plan, more map[s
 			                                          or finished_at > `+clockNow+` - @window::interval
 			                                          or (not @shadow::bool and finished_at is not null
 			                                              and billable_count > 0 and created_at >= @charge_from::timestamptz
-			                                              and not exists (select 1 from credit_ledger l
-			                                                              where l.user_id = @user and l.subject = t.task_id
-			                                                                and l.source = 'task'))),
+			                                              and not charged_live)),
 			                max(created_at)) as wm,
 			       coalesce(min(created_at) filter (where status in ('pending', 'processing')),
 			                max(created_at)) as wm_open
@@ -454,7 +452,8 @@ func qualified(prefix string, cols []string) string {
 }
 
 // upsertTasksSQL writes the record's changed tasks, then their mirror rows: $1 the user, $2–$17
-// the task columns, $18 the lease's clock. Built once: the column lists are shared with the
+// the task columns, $18 the lease's clock, $19 whether the pass charges (live): a row a live pass
+// writes is charged in the same transaction (charged_live), one a shadow pass writes is not. Built once: the column lists are shared with the
 // mirror's, and the statement text must not be rebuilt per call.
 var upsertTasksSQL = `
 		with input as (
@@ -465,14 +464,17 @@ var upsertTasksSQL = `
 			       updated, started, finished_at, finished)
 		),
 		w as (
-			insert into usage_sync.tasks as t (` + taskColumns + `)
+			insert into usage_sync.tasks as t (` + taskColumns + `, charged_live)
 			select i.id, $1, i.status, i.emails, i.valid, i.invalid, i.catchall, i.unknown, i.billable, i.progress,
 			       nullif(i.source, ''), nullif(i.hook, ''), i.created, coalesce(i.updated, i.created), i.started,
-			       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end
+			       case when i.finished then coalesce(i.finished_at, old.finished_at, $18::timestamptz, now()) end,
+			       $19::bool
 			from input i left join usage_sync.tasks old on old.task_id = i.id
-			on conflict (task_id) do update set ` + assignExcluded(taskMirrored) + `
+			on conflict (task_id) do update set ` + assignExcluded(taskMirrored) + `,
+			       charged_live = excluded.charged_live
 			where t.user_id = excluded.user_id
-			  and (` + qualified("t.", taskMirrored) + `) is distinct from (` + qualified("excluded.", taskMirrored) + `)
+			  and ((` + qualified("t.", taskMirrored) + `) is distinct from (` + qualified("excluded.", taskMirrored) + `)
+			       or (excluded.charged_live and not t.charged_live))
 			returning ` + taskColumns + `
 		)
 		insert into tasks as m (` + taskColumns + `, synced_at)
@@ -482,7 +484,7 @@ var upsertTasksSQL = `
 // upsertTasks writes a task only when one of its mirrored columns changed in the worker's record.
 // finished_at is the upstream's when given, else kept from an earlier sync, else now on the
 // lease's clock (first seen finished): the revision window is measured from it.
-func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int64, error) {
+func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow, live bool) (int64, error) {
 	if len(tasks) == 0 {
 		return 0, nil
 	}
@@ -501,7 +503,7 @@ func upsertTasks(ctx context.Context, tx pgx.Tx, l *Lease, tasks []TaskRow) (int
 	}
 	tag, err := tx.Exec(ctx, upsertTasksSQL,
 		l.UserID, ids, statuses, sources, hooks, emails, valid, invalid, catchall, unknown, billable, progress, created,
-		updated, started, finishedAt, finished, l.clock.NowOrNil())
+		updated, started, finishedAt, finished, l.clock.NowOrNil(), live)
 	if err != nil {
 		return 0, fmt.Errorf("upsert tasks: %w", err)
 	}

@@ -303,6 +303,10 @@ func TestMigrationCarriesTheBookkeepingOver(t *testing.T) {
 	if n := e.q(`select count(*) from usage_sync.go_live g join sync_state s using (user_id) where g.settled_through is not distinct from s.settled_through`); n != int64(len(users)) {
 		t.Fatalf("%d users kept their settled mark as the live one, want all %d (migration 0012)", n, len(users))
 	}
+	if n := e.q(`select count(*) from usage_sync.tasks t where charged_live <> exists (select 1 from credit_ledger l
+		where l.user_id = t.user_id and l.subject = t.task_id and l.source = 'task')`); n != 0 {
+		t.Fatalf("%d tasks carried over with charged_live unlike their ledger (migration 0012: a task charge means charged live)", n)
+	}
 	if n := e.q(`select count(*) from usage_sync.tasks where task_id = 'imitation-2999'`); n != 0 {
 		t.Fatal("a task created in 2999 was carried into the worker's record")
 	}
