@@ -12,8 +12,8 @@ import (
 	"github.com/usage-sync/usage-sync/internal/upstream"
 )
 
-// The tests of a user's reads in rounds (DESIGN.md, "A user's independent reads run at once")
-// read the simulator's record of each request's interval, in the simulator's own sequence of
+// The tests of a user's reads in rounds (docs/design.md, "What a cycle may cost": "A user's
+// independent reads run at once") read the simulator's record of each request's interval, in the simulator's own sequence of
 // arrivals and ends, so "went out together" and "started after that one ended" do not depend on
 // the machine's speed. Where reads must be seen in flight together, a gate holds them in the
 // simulator until all of them have arrived: code that sends them one after another never opens

@@ -88,10 +88,10 @@ func (p pass) firstDay() time.Time {
 // what is left — keys, usage, key charges, the last tasks and sync_state — is returned as the
 // plan of the user's final transaction, which the caller applies (or hands to a writer).
 //
-// The reads go out in rounds (DESIGN.md, "A user's independent reads run at once"; docs/engineering.md, "Cycles and scale"):
-// the lifetime listing at once, the task pass as soon as the stored state gives its watermark,
-// the windows once the lifetime listing has said whether they are needed, and the guard's second
-// lifetime listing once every window has ended.
+// The reads go out in rounds (docs/design.md, "What a cycle may cost"; docs/engineering.md,
+// "Cycles and scale"): the lifetime listing at once, the task pass as soon as the stored state
+// gives its watermark, the windows once the lifetime listing has said whether they are needed,
+// and the guard's second lifetime listing once every window has ended.
 func (s *Syncer) readUser(ctx context.Context, log *zap.Logger, runID string, lease *store.Lease) (*store.Plan, userResult, error) {
 	var res userResult
 	p := s.newPass(lease)

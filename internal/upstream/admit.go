@@ -10,8 +10,8 @@ import (
 	"github.com/usage-sync/usage-sync/internal/clock"
 )
 
-// admission is what every attempt passes before it is sent (DESIGN.md, "The upstream sees a
-// bounded, smooth load"): a slot among Config.MaxInFlight, then a token of Config.RateLimit. A
+// admission is what every attempt passes before it is sent (docs/design.md, "What a cycle may
+// cost": "The upstream sees a bounded, smooth load"): a slot among Config.MaxInFlight, then a token of Config.RateLimit. A
 // slot is taken first and the token second, so tokens are never spent by attempts that then
 // queue for a slot and go out together later: the pacing holds at the moment of sending.
 type admission struct {
